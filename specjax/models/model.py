@@ -1,0 +1,58 @@
+"""`Model`: config + params (+ tokenizer), and `init_model` for random models."""
+import dataclasses
+import functools
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from specjax.models.config import ModelConfig
+from specjax.models.transformer import Transformer
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """A model as researchers hold it: architecture, weights, and (optionally) a tokenizer.
+
+  `params` is a plain nested dict of arrays; `config` is static. `eos_id` is the
+  default end-of-sequence id used by the samplers (None: never stop early).
+  """
+  config: ModelConfig
+  params: Any
+  tokenizer: Optional[Any] = None
+  eos_id: Optional[int] = None
+  name: str = "model"
+
+  def replace(self, **kw) -> "Model":
+    return dataclasses.replace(self, **kw)
+
+  @property
+  def num_params(self) -> int:
+    return sum(int(x.size) for x in jax.tree.leaves(self.params))
+
+  @property
+  def param_bytes(self) -> int:
+    return sum(int(x.size) * x.dtype.itemsize for x in jax.tree.leaves(self.params))
+
+
+def _init_variables(config: ModelConfig, key):
+  tokens = jnp.zeros((1, 1), jnp.int32)
+  return Transformer(config).init(key, tokens)
+
+
+def init_params(config: ModelConfig, key: jax.Array):
+  """Random parameters (normal(init_std) weights, unit norm scales), as a plain dict."""
+  return nn.unbox(jax.jit(_init_variables, static_argnums=0)(config, key))["params"]
+
+
+def init_model(config: ModelConfig, key: jax.Array, eos_id: Optional[int] = None,
+               name: str = "random") -> Model:
+  """`sj.init_model(sj.ModelConfig(...), key)`: a randomly initialised model."""
+  return Model(config=config, params=init_params(config, key), eos_id=eos_id, name=name)
+
+
+def param_logical_axes(config: ModelConfig):
+  """The logical axis names of every parameter (a pytree of PartitionSpecs of names)."""
+  shapes = jax.eval_shape(functools.partial(_init_variables, config), jax.random.key(0))
+  return nn.get_partition_spec(shapes)["params"]

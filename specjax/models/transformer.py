@@ -1,0 +1,190 @@
+"""A Llama-family decoder in Flax Linen, used pure-functionally.
+
+Why Linen `apply` rather than NNX split/merge: specjax only ever uses the
+model as a pure function `(params, tokens, cache) -> (logits, cache)` inside
+jitted loops, and Linen's params are a plain nested dict. That dict is what
+checkpoint import/export (GGUF, safetensors, orbax) maps tensor names onto,
+what `self_draft` slices (first N `layers_i`), and what logical-axis sharding
+annotates (`nn.with_logical_partitioning` + `nn.get_partition_spec`); there is
+no module graph to merge on every call.
+
+Positions: every row's tokens live at cache slot == position (prompts are
+right-padded), so a row's RoPE position is its slot index and `length_B` is
+both the next position and the number of live slots.
+"""
+from typing import Optional, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from specjax.models.config import ModelConfig
+from specjax.models.kv_cache import KVCache
+
+
+def _param(module, name, axes, shape, init, dtype):
+  return module.param(name, nn.with_logical_partitioning(init, axes), shape, dtype)
+
+
+class RMSNorm(nn.Module):
+  eps: float
+  dtype: jnp.dtype
+
+  @nn.compact
+  def __call__(self, x_BTD):
+    scale_D = _param(self, "scale", ("embed",), (x_BTD.shape[-1],), nn.initializers.ones,
+                     self.dtype)
+    x = x_BTD.astype(jnp.float32)
+    x = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps)
+    return (x * scale_D.astype(jnp.float32)).astype(self.dtype)
+
+
+def rope(x_BTnH, positions_BT, theta: float):
+  """Rotate-half RoPE (the HF Llama convention) at integer positions."""
+  h = x_BTnH.shape[-1]
+  inv_freq = theta ** (-jnp.arange(0, h, 2, dtype=jnp.float32) / h)
+  angles_BTh = positions_BT.astype(jnp.float32)[..., None] * inv_freq
+  cos = jnp.cos(angles_BTh)[:, :, None, :]
+  sin = jnp.sin(angles_BTh)[:, :, None, :]
+  x = x_BTnH.astype(jnp.float32)
+  x1, x2 = x[..., : h // 2], x[..., h // 2:]
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return out.astype(x_BTnH.dtype)
+
+
+def _write(cache_BKSH, new_BKTH, start_B):
+  """Writes T new slots per row at that row's own offset (in place under jit)."""
+  upd = lambda c, n, s: jax.lax.dynamic_update_slice(c, n, (0, s, 0))
+  return jax.vmap(upd)(cache_BKSH, new_BKTH.astype(cache_BKSH.dtype), start_B)
+
+
+class Attention(nn.Module):
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x_BTD, positions_BT, kv: Optional[Tuple[jax.Array, jax.Array]]):
+    c = self.config
+    dt, init = c.jnp_dtype, nn.initializers.normal(c.init_std)
+    D, N, K, H = c.d_model, c.num_heads, c.num_kv_heads, c.head_dim
+    wq = _param(self, "wq_DNH", ("embed", "heads", "head_dim"), (D, N, H), init, dt)
+    wk = _param(self, "wk_DKH", ("embed", "kv_heads", "head_dim"), (D, K, H), init, dt)
+    wv = _param(self, "wv_DKH", ("embed", "kv_heads", "head_dim"), (D, K, H), init, dt)
+    wo = _param(self, "wo_NHD", ("heads", "head_dim", "embed"), (N, H, D), init, dt)
+    q_BTNH = jnp.einsum("btd,dnh->btnh", x_BTD, wq)
+    k_BTKH = jnp.einsum("btd,dkh->btkh", x_BTD, wk)
+    v_BTKH = jnp.einsum("btd,dkh->btkh", x_BTD, wv)
+    if c.qkv_bias:
+      zeros = nn.initializers.zeros
+      q_BTNH += _param(self, "bq_NH", ("heads", "head_dim"), (N, H), zeros, dt)
+      k_BTKH += _param(self, "bk_KH", ("kv_heads", "head_dim"), (K, H), zeros, dt)
+      v_BTKH += _param(self, "bv_KH", ("kv_heads", "head_dim"), (K, H), zeros, dt)
+    q_BTNH = rope(q_BTNH, positions_BT, c.rope_theta)
+    k_BTKH = rope(k_BTKH, positions_BT, c.rope_theta)
+    k_BKTH = k_BTKH.transpose(0, 2, 1, 3)
+    v_BKTH = v_BTKH.transpose(0, 2, 1, 3)
+
+    if kv is None:  # no cache: attend within this call (training / full forward)
+      keys_BKSH, values_BKSH, key_pos_BS = k_BKTH, v_BKTH, positions_BT
+      new_kv = None
+    else:  # write the new slots, then attend over the whole cache
+      keys_BKSH = _write(kv[0], k_BKTH, positions_BT[:, 0])
+      values_BKSH = _write(kv[1], v_BKTH, positions_BT[:, 0])
+      S = keys_BKSH.shape[2]
+      key_pos_BS = jnp.broadcast_to(jnp.arange(S, dtype=jnp.int32), (x_BTD.shape[0], S))
+      new_kv = (keys_BKSH, values_BKSH)
+
+    B, T = positions_BT.shape
+    G = N // K
+    # Query rows of one kv head, ordered (g, t): [B, K, Q=G*T, H].
+    q_BKQH = q_BTNH.reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B, K, G * T, H)
+    scores_BKQS = jnp.einsum("bkqh,bksh->bkqs", q_BKQH, keys_BKSH,
+                             preferred_element_type=jnp.float32) * (H ** -0.5)
+    q_pos_BQ = jnp.broadcast_to(positions_BT[:, None, :], (B, G, T)).reshape(B, G * T)
+    # Causal and staleness mask in one: a slot is visible iff its position <= the query's.
+    # Slots past the query hold stale or future tokens of this row.
+    mask_BQS = key_pos_BS[:, None, :] <= q_pos_BQ[:, :, None]
+    scores_BKQS = jnp.where(mask_BQS[:, None], scores_BKQS, jnp.finfo(jnp.float32).min)
+    probs_BKQS = jax.nn.softmax(scores_BKQS, axis=-1).astype(dt)
+    out_BKQH = jnp.einsum("bkqs,bksh->bkqh", probs_BKQS, values_BKSH)
+    out_BTNH = out_BKQH.reshape(B, K, G, T, H).transpose(0, 3, 1, 2, 4).reshape(B, T, N, H)
+    return jnp.einsum("btnh,nhd->btd", out_BTNH, wo), new_kv
+
+
+class Mlp(nn.Module):
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x_BTD):
+    c = self.config
+    dt, init = c.jnp_dtype, nn.initializers.normal(c.init_std)
+    wg = _param(self, "wgate_DF", ("embed", "mlp"), (c.d_model, c.d_ff), init, dt)
+    wu = _param(self, "wup_DF", ("embed", "mlp"), (c.d_model, c.d_ff), init, dt)
+    wd = _param(self, "wdown_FD", ("mlp", "embed"), (c.d_ff, c.d_model), init, dt)
+    h_BTF = jax.nn.silu(x_BTD @ wg) * (x_BTD @ wu)
+    return h_BTF @ wd
+
+
+class Block(nn.Module):
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x_BTD, positions_BT, kv):
+    c = self.config
+    h, new_kv = Attention(c, name="attn")(
+        RMSNorm(c.norm_eps, c.jnp_dtype, name="attn_norm")(x_BTD), positions_BT, kv)
+    x_BTD = x_BTD + h
+    x_BTD = x_BTD + Mlp(c, name="mlp")(RMSNorm(c.norm_eps, c.jnp_dtype, name="mlp_norm")(x_BTD))
+    return x_BTD, new_kv
+
+
+class Transformer(nn.Module):
+  """`(tokens_BT, cache) -> (logits_BTV float32, cache)`.
+
+  With a cache, the T tokens of row b sit at positions `cache.length_B[b] + t`;
+  they are written into the cache and the returned cache's lengths advance by
+  T. Without one (`cache=None`), the call is a plain causal forward over the T
+  tokens at positions `0..T-1` (or `positions_BT`). `logits_at_B` selects one
+  position per row for the head (e.g. the last prompt token), giving [B, 1, V]
+  and sparing the vocab projection for the rest.
+  """
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, tokens_BT, cache: Optional[KVCache] = None, positions_BT=None,
+               logits_at_B=None):
+    c = self.config
+    dt = c.jnp_dtype
+    embedding_VD = _param(self, "embedding_VD", ("vocab", "embed"), (c.vocab_size, c.d_model),
+                          nn.initializers.normal(c.init_std), dt)
+    B, T = tokens_BT.shape
+    if positions_BT is None:
+      start_B = jnp.zeros((B,), jnp.int32) if cache is None else cache.length_B
+      positions_BT = start_B[:, None] + jnp.arange(T, dtype=jnp.int32)
+    x_BTD = jnp.take(embedding_VD, tokens_BT, axis=0)
+    ks, vs = [], []
+    for i in range(c.num_layers):
+      kv = None if cache is None else (cache.k[i], cache.v[i])
+      x_BTD, new_kv = Block(c, name=f"layers_{i}")(x_BTD, positions_BT, kv)
+      if new_kv is not None:
+        ks.append(new_kv[0])
+        vs.append(new_kv[1])
+    x_BTD = RMSNorm(c.norm_eps, dt, name="final_norm")(x_BTD)
+    if logits_at_B is not None:
+      x_BTD = jnp.take_along_axis(x_BTD, logits_at_B[:, None, None].astype(jnp.int32), axis=1)
+    if c.tie_embeddings:
+      logits_BTV = jnp.einsum("btd,vd->btv", x_BTD, embedding_VD,
+                              preferred_element_type=jnp.float32)
+    else:
+      head_DV = _param(self, "lm_head_DV", ("embed", "vocab"), (c.d_model, c.vocab_size),
+                       nn.initializers.normal(c.init_std), dt)
+      logits_BTV = jnp.einsum("btd,dv->btv", x_BTD, head_DV, preferred_element_type=jnp.float32)
+    if cache is not None:
+      cache = KVCache(k=tuple(ks), v=tuple(vs), length_B=cache.length_B + T)
+    return logits_BTV.astype(jnp.float32), cache
+
+
+def forward(params, config: ModelConfig, tokens_BT, cache: Optional[KVCache] = None,
+            positions_BT=None, logits_at_B=None):
+  """Pure function: `(params, tokens, cache) -> (logits_BTV float32, cache)`."""
+  return Transformer(config).apply({"params": params}, tokens_BT, cache, positions_BT,
+                                   logits_at_B)
