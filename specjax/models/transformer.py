@@ -52,10 +52,17 @@ def rope(x_BTnH, positions_BT, theta: float):
   return out.astype(x_BTnH.dtype)
 
 
-def _write(cache_BKSH, new_BKTH, start_B):
-  """Writes T new slots per row at that row's own offset (in place under jit)."""
-  upd = lambda c, n, s: jax.lax.dynamic_update_slice(c, n, (0, s, 0))
-  return jax.vmap(upd)(cache_BKSH, new_BKTH.astype(cache_BKSH.dtype), start_B)
+def _write(cache_BKSH, new_BTKH, positions_BT):
+  """Writes each row's T new slots at that row's own positions, in place under jit.
+
+  One scatter with in-bounds promised (capacity is checked on the host): a
+  vmapped dynamic_update_slice lowered to a bounds-checked scatter that XLA
+  expanded into extra full-cache copies every step.
+  """
+  B = cache_BKSH.shape[0]
+  rows_B1 = jnp.arange(B, dtype=jnp.int32)[:, None]
+  return cache_BKSH.at[rows_B1, :, positions_BT].set(new_BTKH.astype(cache_BKSH.dtype),
+                                                     mode="promise_in_bounds")
 
 
 class Attention(nn.Module):
@@ -80,34 +87,51 @@ class Attention(nn.Module):
       v_BTKH += _param(self, "bv_KH", ("kv_heads", "head_dim"), (K, H), zeros, dt)
     q_BTNH = rope(q_BTNH, positions_BT, c.rope_theta)
     k_BTKH = rope(k_BTKH, positions_BT, c.rope_theta)
-    k_BKTH = k_BTKH.transpose(0, 2, 1, 3)
-    v_BKTH = v_BTKH.transpose(0, 2, 1, 3)
-
-    if kv is None:  # no cache: attend within this call (training / full forward)
-      keys_BKSH, values_BKSH, key_pos_BS = k_BKTH, v_BKTH, positions_BT
-      new_kv = None
-    else:  # write the new slots, then attend over the whole cache
-      keys_BKSH = _write(kv[0], k_BKTH, positions_BT[:, 0])
-      values_BKSH = _write(kv[1], v_BKTH, positions_BT[:, 0])
-      S = keys_BKSH.shape[2]
-      key_pos_BS = jnp.broadcast_to(jnp.arange(S, dtype=jnp.int32), (x_BTD.shape[0], S))
-      new_kv = (keys_BKSH, values_BKSH)
 
     B, T = positions_BT.shape
     G = N // K
     # Query rows of one kv head, ordered (g, t): [B, K, Q=G*T, H].
     q_BKQH = q_BTNH.reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B, K, G * T, H)
-    scores_BKQS = jnp.einsum("bkqh,bksh->bkqs", q_BKQH, keys_BKSH,
-                             preferred_element_type=jnp.float32) * (H ** -0.5)
     q_pos_BQ = jnp.broadcast_to(positions_BT[:, None, :], (B, G, T)).reshape(B, G * T)
-    # Causal and staleness mask in one: a slot is visible iff its position <= the query's.
-    # Slots past the query hold stale or future tokens of this row.
-    mask_BQS = key_pos_BS[:, None, :] <= q_pos_BQ[:, :, None]
-    scores_BKQS = jnp.where(mask_BQS[:, None], scores_BKQS, jnp.finfo(jnp.float32).min)
-    probs_BKQS = jax.nn.softmax(scores_BKQS, axis=-1).astype(dt)
-    out_BKQH = jnp.einsum("bkqs,bksh->bkqh", probs_BKQS, values_BKSH)
-    out_BTNH = out_BKQH.reshape(B, K, G, T, H).transpose(0, 3, 1, 2, 4).reshape(B, T, N, H)
-    return jnp.einsum("btnh,nhd->btd", out_BTNH, wo), new_kv
+    neg = jnp.finfo(jnp.float32).min
+
+    # Attention over [the cache's live slots] + [this call's T tokens, causally].
+    # The cache is read as it was *before* this call and updated only for the
+    # returned cache, so the update has a single user and stays in place: when
+    # attention read the updated cache, XLA:CPU duplicated the update and copied
+    # the whole cache every layer, every step.
+    k_BKTH = k_BTKH.transpose(0, 2, 1, 3)
+    v_BKTH = v_BTKH.transpose(0, 2, 1, 3)
+    scale = H ** -0.5
+    scores_BKQT = jnp.einsum("bkqh,bkth->bkqt", q_BKQH, k_BKTH,
+                             preferred_element_type=jnp.float32) * scale
+    causal_BQT = positions_BT[:, None, :] <= q_pos_BQ[:, :, None]
+    scores_BKQT = jnp.where(causal_BQT[:, None], scores_BKQT, neg)
+    if kv is None:  # no cache: attend within this call (training / full forward)
+      probs_BKQT = jax.nn.softmax(scores_BKQT, axis=-1).astype(dt)
+      out_BKQH = jnp.einsum("bkqt,bkth->bkqh", probs_BKQT, v_BKTH)
+      new_kv = None
+    else:
+      cache_k, cache_v = kv
+      S = cache_k.shape[2]
+      scores_BKQS = jnp.einsum("bkqh,bksh->bkqs", q_BKQH, cache_k,
+                               preferred_element_type=jnp.float32) * scale
+      live_BS = jnp.arange(S, dtype=jnp.int32)[None, :] < positions_BT[:, :1]  # stale: masked
+      scores_BKQS = jnp.where(live_BS[:, None, None, :], scores_BKQS, neg)
+      probs = jax.nn.softmax(jnp.concatenate([scores_BKQS, scores_BKQT], axis=-1), axis=-1)
+      probs = probs.astype(dt)
+      out_BKQH = (jnp.einsum("bkqs,bksh->bkqh", probs[..., :S], cache_v) +
+                  jnp.einsum("bkqt,bkth->bkqh", probs[..., S:], v_BKTH))
+      # Every read of the old cache must happen before its in-place update.
+      # XLA:CPU drops optimization barriers before copy insertion, so the order
+      # is made a data dependency instead (x * 0 is not folded for floats);
+      # without it XLA copied the whole cache twice per layer per step.
+      after_reads = jnp.zeros((), k_BTKH.dtype) * out_BKQH[0, 0, 0, 0].astype(k_BTKH.dtype)
+      k_BTKH, v_BTKH = k_BTKH + after_reads, v_BTKH + after_reads
+      new_kv = (_write(cache_k, k_BTKH, positions_BT), _write(cache_v, v_BTKH, positions_BT))
+    out_BTI = out_BKQH.reshape(B, K, G, T, H).transpose(0, 3, 1, 2, 4).reshape(B, T, N * H)
+    # A 2-D contraction: with 'btnh,nhd' XLA transposed (copied) wo every call.
+    return jnp.einsum("bti,id->btd", out_BTI, wo.reshape(N * H, D)), new_kv
 
 
 class Mlp(nn.Module):

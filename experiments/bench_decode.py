@@ -1,0 +1,72 @@
+"""ArS decode speed vs the memory-bandwidth bound.
+
+  python experiments/bench_decode.py --model=smollm2_135m --batch=1 --new_tokens=128
+
+Prints: measured read bandwidth (a jitted reduction over a buffer larger than
+the caches), the bound param_bytes / bandwidth, and ArS ms/token, both for the
+whole `sj.generate` call and for one decode step (difference of two budgets,
+so the prefill and compile cancel out). All in one run, side by side.
+"""
+import json
+import time
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import specjax as sj
+from configs import model as model_configs
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", "smollm2_135m", "preset in configs/model.py")
+flags.DEFINE_string("dtype", "float32", "parameter dtype")
+flags.DEFINE_integer("batch", 1, "batch size")
+flags.DEFINE_integer("prompt_len", 16, "prompt tokens per row")
+flags.DEFINE_integer("new_tokens", 128, "new tokens per timed generation")
+flags.DEFINE_integer("repeats", 5, "timed repeats (the median is reported)")
+
+
+def _median_time(fn, repeats):
+  fn()  # compile + warm up
+  ts = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    fn()
+    ts.append(time.perf_counter() - t0)
+  return float(np.median(ts))
+
+
+def read_bandwidth(nbytes=1 << 30, repeats=5) -> float:
+  """Bytes/s of a jitted sum over an nbytes float32 buffer (one read of each byte)."""
+  x = jnp.ones((nbytes // 4,), jnp.float32)
+  f = jax.jit(lambda a: jnp.sum(a))
+  return nbytes / _median_time(lambda: f(x).block_until_ready(), repeats)
+
+
+def main(_):
+  cfg = sj.ModelConfig.from_dict(model_configs.get_config(FLAGS.model)).replace(dtype=FLAGS.dtype)
+  model = sj.init_model(cfg, jax.random.key(0))
+  prompts = np.random.default_rng(0).integers(0, cfg.vocab_size, (FLAGS.batch, FLAGS.prompt_len))
+  greedy = sj.Sampling(temperature=0.0)
+
+  def run(n):
+    return lambda: sj.generate(model, prompts, max_new_tokens=n, sampling=greedy,
+                               eos_id=None).tokens.block_until_ready()
+
+  bw = read_bandwidth()
+  n_long, n_short = FLAGS.new_tokens, FLAGS.new_tokens // 4
+  t_long = _median_time(run(n_long), FLAGS.repeats)
+  t_short = _median_time(run(n_short), FLAGS.repeats)
+  step_ms = 1e3 * (t_long - t_short) / (n_long - n_short)
+  bound_ms = 1e3 * model.param_bytes / bw
+  res = dict(model=FLAGS.model, dtype=FLAGS.dtype, batch=FLAGS.batch, params=model.num_params,
+             param_mb=model.param_bytes / 1e6, read_gb_s=bw / 1e9, bound_ms=bound_ms,
+             ms_per_token_whole_call=1e3 * t_long / n_long, ms_per_decode_step=step_ms,
+             step_over_bound=step_ms / bound_ms, backend=jax.default_backend(),
+             device=str(jax.devices()[0].device_kind))
+  print(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+  app.run(main)

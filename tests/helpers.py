@@ -1,0 +1,39 @@
+"""Shared test helpers: tiny models and a chi-square goodness-of-fit test."""
+import jax
+import numpy as np
+from scipy import stats
+
+import specjax as sj
+from configs import model as model_configs
+
+
+def tiny_config(**overrides) -> sj.ModelConfig:
+  return sj.ModelConfig.from_dict(model_configs.get_config("tiny")).replace(**overrides)
+
+
+def tiny_model(seed=0, **overrides) -> sj.Model:
+  # init_std 0.2 gives peaked, position-dependent logits, so greedy outputs vary
+  # and numerical mistakes show (0.02 gives near-uniform, nearly constant logits).
+  overrides.setdefault("init_std", 0.2)
+  return sj.init_model(tiny_config(**overrides), jax.random.key(seed))
+
+
+def chisquare_pvalue(counts, expected_probs, min_expected=5.0) -> float:
+  """Pearson chi-square p-value of `counts` against `expected_probs`.
+
+  Cells with expected count < min_expected are pooled into one (the test's
+  approximation needs it); cells with zero probability must have zero counts,
+  otherwise the p-value is 0.
+  """
+  counts = np.asarray(counts, np.float64).ravel()
+  p = np.asarray(expected_probs, np.float64).ravel()
+  p = p / p.sum()
+  if np.any(counts[p == 0] > 0):
+    return 0.0
+  n = counts.sum()
+  exp = n * p
+  small = exp < min_expected
+  obs_c = np.append(counts[~small], counts[small].sum())
+  exp_c = np.append(exp[~small], exp[small].sum())
+  keep = exp_c > 0
+  return float(stats.chisquare(obs_c[keep], exp_c[keep]).pvalue)

@@ -1,0 +1,113 @@
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import specjax as sj
+from tests.helpers import tiny_model
+
+LENS = [3, 7, 12]  # a ragged batch
+TOTAL = 22
+
+
+def _tokens(model, seed=1):
+  return np.random.default_rng(seed).integers(0, model.config.vocab_size, (len(LENS), TOTAL))
+
+
+def _prefill(model, tokens, capacity=64):
+  B = tokens.shape[0]
+  width = max(LENS)
+  prompt = np.zeros((B, width), np.int32)
+  for b, n in enumerate(LENS):
+    prompt[b, :n] = tokens[b, :n]
+  cache = sj.init_cache(model.config, B, capacity)
+  logits, cache = sj.forward(model.params, model.config, jnp.asarray(prompt), cache)
+  return logits, cache.rollback(jnp.array(LENS))
+
+
+@pytest.mark.parametrize("qkv_bias,tie", [(False, True), (True, False)])
+@pytest.mark.parametrize("chunk", [1, 5])
+def test_incremental_equals_full_forward(chunk, qkv_bias, tie):
+  model = tiny_model(qkv_bias=qkv_bias, tie_embeddings=tie)
+  tokens = _tokens(model)
+  full, _ = sj.forward(model.params, model.config, jnp.asarray(tokens))
+  full = np.asarray(full)
+  logits, cache = _prefill(model, tokens)
+  for b, n in enumerate(LENS):  # prefill logits at each row's real positions
+    np.testing.assert_allclose(np.asarray(logits)[b, :n], full[b, :n], atol=1e-5, rtol=0)
+  pos = np.array(LENS)
+  step = jax.jit(lambda p, t, c: sj.forward(p, model.config, t, c))
+  while pos.max() + chunk <= TOTAL:
+    chunk_BT = np.stack([tokens[b, p:p + chunk] if p + chunk <= TOTAL else
+                         np.zeros(chunk, np.int64) for b, p in enumerate(pos)])
+    logits, cache = step(model.params, jnp.asarray(chunk_BT), cache)
+    for b, p in enumerate(pos):
+      if p + chunk <= TOTAL:
+        np.testing.assert_allclose(np.asarray(logits)[b], full[b, p:p + chunk], atol=1e-5,
+                                   rtol=0)
+    np.testing.assert_array_equal(np.asarray(cache.length_B), pos + chunk)
+    pos = pos + chunk
+
+
+def test_rollback_is_o1_and_stale_slots_are_ignored():
+  model = tiny_model()
+  tokens = _tokens(model)
+  full, _ = sj.forward(model.params, model.config, jnp.asarray(tokens))
+  _, cache = _prefill(model, tokens)
+  pos = np.array(LENS)
+  # Write 4 garbage tokens per row, then roll back by a different amount per row.
+  garbage = np.full((3, 4), 5, np.int32)
+  _, dirty = sj.forward(model.params, model.config, jnp.asarray(garbage), cache)
+  back = dirty.rollback(jnp.asarray(pos))
+  assert all(a is b for a, b in zip(back.k, dirty.k))  # nothing copied
+  nxt = np.stack([tokens[b, p:p + 3] for b, p in enumerate(pos)])
+  logits, _ = sj.forward(model.params, model.config, jnp.asarray(nxt), back)
+  for b, p in enumerate(pos):
+    np.testing.assert_allclose(np.asarray(logits)[b], np.asarray(full)[b, p:p + 3], atol=1e-5,
+                               rtol=0)
+
+
+def test_logits_at_selects_one_position_per_row():
+  model = tiny_model()
+  tokens = _tokens(model)
+  full, _ = sj.forward(model.params, model.config, jnp.asarray(tokens))
+  at = jnp.array([0, 5, 21])
+  one, _ = sj.forward(model.params, model.config, jnp.asarray(tokens), logits_at_B=at)
+  assert one.shape == (3, 1, model.config.vocab_size)
+  np.testing.assert_allclose(one[:, 0], full[jnp.arange(3), at], atol=1e-6)
+
+
+def test_params_carry_logical_axis_names():
+  cfg = tiny_model().config
+  axes = sj.param_logical_axes(cfg)
+  assert tuple(axes["embedding_VD"]) == ("vocab", "embed")
+  attn = axes["layers_1"]["attn"]
+  assert tuple(attn["wq_DNH"]) == ("embed", "heads", "head_dim")
+  assert tuple(attn["wk_DKH"]) == ("embed", "kv_heads", "head_dim")
+  assert tuple(axes["layers_0"]["mlp"]["wdown_FD"]) == ("mlp", "embed")
+  params = sj.init_params(cfg, jax.random.key(0))
+  assert jax.tree.structure(params) == jax.tree.structure(
+      axes, is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
+
+
+def test_decode_loop_never_copies_the_cache():
+  """Structural performance check: the while-loop body updates the cache in place.
+
+  A full-cache copy per layer per step (what XLA did when attention read the
+  cache it had just updated) shows up as `copy` ops of cache shape in the body.
+  """
+  from specjax.decoding import autoregressive as ar
+  model = tiny_model()
+  cfg = model.config
+  opts = ar._Options(cfg, sj.Sampling(0.0), 16, 128, None)
+  hlo = ar._generate_jit.lower(model.params, np.zeros((2, 16), np.int32),
+                               np.array([16, 9], np.int32), jax.random.key(0),
+                               opts=opts).compile().as_text()
+  shape = f"f32[2,{cfg.num_kv_heads},128,{cfg.head_dim}]"
+  body = [b for b in hlo.split("\n\n") if "while" in b.split("\n")[0] or "arg_tuple" in
+          b.split("\n")[0]]
+  assert body, "no while body found in the compiled HLO"
+  copies = [l for b in body for l in b.split("\n") if re.search(re.escape(shape) + r"\{[0-9,]*\} copy\(", l)]
+  assert copies == []
