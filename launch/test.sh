@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite: installs specjax with its test extras into .venv (plus torch and
+# transformers for the reference checks against transformers) and runs pytest on 8
+# simulated CPU devices (tests/conftest.py). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash launch/setup_env.sh dev interop
+export JAX_PLATFORMS=cpu
+.venv/bin/python -m pytest -q "$@"
