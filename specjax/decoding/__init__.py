@@ -2,3 +2,5 @@
 from specjax.decoding.autoregressive import GenerateOutput, generate
 from specjax.decoding.sampling import Sampling, sample, warp
 from specjax.decoding.stats import Stats
+from specjax.decoding.drafters import ModelDrafter, PromptLookup, prompt_lookup, self_draft
+from specjax.decoding.speculative import accept_and_correct, speculative_generate

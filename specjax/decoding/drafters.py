@@ -1,0 +1,156 @@
+"""Drafters: anything that proposes k tokens with the distributions q they came from.
+
+Every drafter is a flax struct dataclass (a pytree: its params are leaves, its
+static options are part of the tree structure) with three pure functions:
+
+  init(prompt_BT, prompt_len_B, capacity) -> state
+  propose(state, seq_BS, n_B, k, sampling, key) -> (tokens_BG, q_BGV, state)
+  commit(state, n_B) -> state
+
+`seq_BS` holds each row's committed tokens (prompt + output so far) at their
+positions, `n_B` how many there are. `q_BGV` is exactly the distribution each
+token was drawn from (float32, warped by `sampling`), so the accept ratio
+p/q in the speculative loop uses the distribution the draft sampled.
+
+Draft-model cache invariant: between iterations the draft cache holds the
+first `max(n - 2, 0)` committed tokens. `propose` first feeds the last two
+committed tokens as one 2-token call (re-writing slot n-2, which is either
+already there with the same value or, after a fully accepted block, the last
+draft token the draft never saw), so no extra catch-up call is needed.
+"""
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from specjax.decoding.sampling import Sampling, sample, warp
+from specjax.models.config import ModelConfig
+from specjax.models.kv_cache import KVCache, init_cache
+from specjax.models.model import Model
+from specjax.models.transformer import forward
+
+
+@struct.dataclass
+class ModelDrafter:
+  """A draft language model sharing the target's vocabulary."""
+  params: Any
+  config: ModelConfig = struct.field(pytree_node=False)
+  name: str = struct.field(pytree_node=False, default="draft")
+
+  @property
+  def vocab_size(self) -> int:
+    return self.config.vocab_size
+
+  def init(self, prompt_BT, prompt_len_B, capacity) -> KVCache:
+    cache = init_cache(self.config, prompt_BT.shape[0], capacity)
+    _, cache = forward(self.params, self.config, prompt_BT, cache,
+                       logits_at_B=jnp.zeros_like(prompt_len_B))
+    return self.commit(cache, prompt_len_B)
+
+  def commit(self, cache: KVCache, n_B) -> KVCache:
+    return cache.rollback(jnp.maximum(n_B - 2, 0))
+
+  def propose(self, cache: KVCache, seq_BS, n_B, k: int, sampling: Sampling, key):
+    B = seq_BS.shape[0]
+    start_B = jnp.maximum(n_B - 2, 0)  # == cache.length_B
+    pair_B2 = jnp.take_along_axis(seq_BS, start_B[:, None] + jnp.arange(2), axis=1)
+    logits_B2V, cache = forward(self.params, self.config, pair_B2, cache.rollback(start_B))
+    # With a 1-token history the pair is [x0, junk]: the logits we need sit at index 0 and
+    # the junk slot is stale (length is set to n below) and overwritten by the next call.
+    logits_BV = jnp.take_along_axis(logits_B2V, (n_B - 1 - start_B)[:, None, None], axis=1)[:, 0]
+    cache = cache.rollback(n_B)
+
+    def step(carry, i):
+      cache, logits_BV = carry
+      q_BV = warp(logits_BV, sampling)
+      tok_B = sample(jax.random.fold_in(key, i), q_BV, sampling)
+      logits_B1V, cache = forward(self.params, self.config, tok_B[:, None], cache)
+      return (cache, logits_B1V[:, 0]), (tok_B, q_BV)
+
+    (cache, last_logits_BV), (toks_GB, q_GBV) = jax.lax.scan(
+        step, (cache, logits_BV), jnp.arange(k - 1))
+    q_BV = warp(last_logits_BV, sampling)  # the k-th token needs no forward call of its own
+    tok_B = sample(jax.random.fold_in(key, k - 1), q_BV, sampling)
+    tokens_BG = jnp.concatenate([toks_GB.T.reshape(B, k - 1), tok_B[:, None]], axis=1)
+    q_BGV = jnp.concatenate([q_GBV.transpose(1, 0, 2), q_BV[:, None]], axis=1)
+    return tokens_BG, q_BGV, cache
+
+  def calls_per_proposal(self, k: int) -> int:
+    return k  # one 2-token call, then k - 1 one-token calls
+
+
+def model_drafter(model: Model) -> ModelDrafter:
+  return ModelDrafter(params=model.params, config=model.config, name=model.name)
+
+
+def self_draft(target: Model, num_layers: int) -> Model:
+  """`sj.self_draft(target, num_layers=N)`: the target's first N layers, final norm and head.
+
+  No training and no copy: the draft's params are the target's own arrays.
+  """
+  L = target.config.num_layers
+  if not isinstance(num_layers, int) or not 1 <= num_layers <= L:
+    raise ValueError(f"self_draft num_layers must be an integer in [1, {L}] (the target's "
+                     f"layers), got {num_layers!r}")
+  keep = {f"layers_{i}" for i in range(num_layers)}
+  params = {n: v for n, v in target.params.items() if not n.startswith("layers_") or n in keep}
+  return target.replace(config=target.config.replace(num_layers=num_layers), params=params,
+                        name=f"{target.name}[:{num_layers} layers]")
+
+
+@struct.dataclass
+class PromptLookup:
+  """`sj.prompt_lookup(max_ngram=3)`: n-gram drafting from the prompt and the text so far.
+
+  Finds the most recent earlier occurrence of the last n committed tokens
+  (n from max_ngram down to min_ngram) and proposes the k tokens that followed
+  it. Training-free; q is one-hot, so the accept rule stays exact. Without a
+  match it proposes the last token repeated (accepted only if the target
+  agrees).
+  """
+  vocab_size: int = struct.field(pytree_node=False)
+  max_ngram: int = struct.field(pytree_node=False, default=3)
+  min_ngram: int = struct.field(pytree_node=False, default=1)
+  name: str = struct.field(pytree_node=False, default="prompt_lookup")
+
+  def init(self, prompt_BT, prompt_len_B, capacity):
+    return ()
+
+  def commit(self, state, n_B):
+    return state
+
+  def calls_per_proposal(self, k: int) -> int:
+    return 0
+
+  def propose(self, state, seq_BS, n_B, k: int, sampling: Sampling, key):
+    S = seq_BS.shape[1]
+    pos_S = jnp.arange(S)
+
+    def one_row(seq_S, n):
+      best_end, found = jnp.int32(-1), jnp.bool_(False)
+      for m in range(self.max_ngram, self.min_ngram - 1, -1):  # longest n-gram first
+        # match_S[j]: the m tokens ending at j equal the last m committed tokens, and j is
+        # an earlier position (a continuation exists: j + 1 <= n - 1).
+        match_S = (pos_S >= m - 1) & (pos_S < n - 1) & (n >= m + 1)
+        for i in range(m):
+          shifted_S = jnp.roll(seq_S, i)  # shifted[j] = seq[j - i]
+          match_S &= shifted_S == seq_S[jnp.maximum(n - 1 - i, 0)]
+        end = jnp.max(jnp.where(match_S, pos_S, -1))
+        take = ~found & (end >= 0)
+        best_end = jnp.where(take, end, best_end)
+        found |= take
+      idx_G = jnp.minimum(best_end + 1 + jnp.arange(k), n - 1)
+      return jnp.where(found, seq_S[idx_G], seq_S[n - 1])
+
+    tokens_BG = jax.vmap(one_row)(seq_BS, n_B).astype(jnp.int32)
+    return tokens_BG, jax.nn.one_hot(tokens_BG, self.vocab_size, dtype=jnp.float32), state
+
+
+def prompt_lookup(max_ngram: int = 3, min_ngram: int = 1, vocab_size: Optional[int] = None):
+  """`sj.prompt_lookup(max_ngram=3)`; the vocab size is taken from the target when None."""
+  if not isinstance(max_ngram, int) or not isinstance(min_ngram, int) or \
+      not 1 <= min_ngram <= max_ngram:
+    raise ValueError(f"prompt_lookup needs integers 1 <= min_ngram <= max_ngram, got "
+                     f"min_ngram={min_ngram!r}, max_ngram={max_ngram!r}")
+  return PromptLookup(vocab_size=vocab_size or 0, max_ngram=max_ngram, min_ngram=min_ngram)

@@ -1,0 +1,200 @@
+"""Speculative sampling (SpS): draft k, verify k + 1 in one target call, all in one jit.
+
+Notation (Leviathan et al.): p = target, q = draft. Per row and iteration:
+accept draft token x_i with probability min(1, p_i(x_i) / q_i(x_i)), left to
+right; at the first rejection emit a token from norm(max(0, p_i - q_i)); if
+all k are accepted emit a bonus token from p_{k+1}. Each row keeps its own
+position: no row waits for the batch minimum, and both caches roll back per
+row in O(1). Greedy is the same rule with one-hot p and q (from `warp`).
+
+Loop invariants, per row, with n = committed tokens (prompt + output):
+`seq_BS[:n]` are the committed tokens; the target cache holds the first n - 1
+(the newest is fed first in the next verification call); the drafter's
+state holds what its `commit(n)` says.
+"""
+import dataclasses
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from specjax.decoding import inputs
+from specjax.decoding.autoregressive import GenerateOutput
+from specjax.decoding.drafters import ModelDrafter, PromptLookup, model_drafter
+from specjax.decoding.sampling import Sampling, sample, warp
+from specjax.decoding.stats import Stats, init_stats
+from specjax.models.config import ModelConfig
+from specjax.models.kv_cache import KVCache, init_cache
+from specjax.models.model import Model
+from specjax.models.transformer import forward
+
+
+@dataclasses.dataclass(frozen=True)
+class _Options:  # static: one compilation per distinct value
+  config: ModelConfig
+  sampling: Sampling
+  k: int
+  max_new_tokens: int
+  capacity: int
+  eos_id: Optional[int]
+
+
+@struct.dataclass
+class _State:
+  seq_BS: jax.Array     # int32[B, S]: committed tokens at their positions (stale after n_B)
+  n_B: jax.Array        # int32[B]: committed tokens (prompt + output)
+  done_B: jax.Array     # bool[B]: ended rows stop changing
+  it: jax.Array         # int32[]: loop iterations so far
+  cache: KVCache        # the target's
+  draft_state: Any
+  stats: Stats
+
+
+def accept_and_correct(p_BG1V, q_BGV, draft_BG, key):
+  """Modified rejection sampling for a batch of rows, each independently.
+
+  p_BG1V: target probabilities at the k + 1 positions; q_BGV: the draft
+  probabilities the k draft tokens were drawn from. Returns (n_accepted_B in
+  0..k, next_BV): the distribution of the token emitted after the accepted
+  ones (the normalised residual at the first rejection, p_{k+1} after k).
+  """
+  B, G, V = q_BGV.shape
+  p_x_BG = jnp.take_along_axis(p_BG1V[:, :G], draft_BG[..., None], axis=-1)[..., 0]
+  q_x_BG = jnp.take_along_axis(q_BGV, draft_BG[..., None], axis=-1)[..., 0]
+  u_BG = jax.random.uniform(key, (B, G))
+  # u < min(1, p/q)  <=>  u * q < p, since q(x) > 0 for a token drawn from q.
+  accept_BG = u_BG * q_x_BG < p_x_BG
+  n_acc_B = jnp.sum(jnp.cumprod(accept_BG.astype(jnp.int32), axis=1), axis=1)
+  # The distribution of the next token: residual at the first rejection, p_{k+1} after k.
+  q_pad_BG1V = jnp.concatenate([q_BGV, jnp.zeros((B, 1, V), q_BGV.dtype)], axis=1)
+  p_at_BV = jnp.take_along_axis(p_BG1V, n_acc_B[:, None, None], axis=1)[:, 0]
+  q_at_BV = jnp.take_along_axis(q_pad_BG1V, n_acc_B[:, None, None], axis=1)[:, 0]
+  resid_BV = jnp.maximum(p_at_BV - q_at_BV, 0.0)
+  mass_B1 = jnp.sum(resid_BV, axis=-1, keepdims=True)
+  # mass == 0 only when p == q there, where a rejection has probability 0; fall back to p.
+  resid_BV = jnp.where(mass_B1 > 0, resid_BV / jnp.where(mass_B1 > 0, mass_B1, 1.0), p_at_BV)
+  return n_acc_B, resid_BV
+
+
+def _spec_generate(target_params, drafter, prompt_BT, prompt_len_B, key, opts: _Options):
+  B, width = prompt_BT.shape
+  S, k, M, cfg = opts.capacity, opts.k, opts.max_new_tokens, opts.config
+  seq_BS = jnp.zeros((B, S), jnp.int32).at[:, :width].set(prompt_BT)
+  cache = init_cache(cfg, B, S)
+  _, cache = forward(target_params, cfg, prompt_BT, cache, logits_at_B=jnp.zeros_like(prompt_len_B))
+  state = _State(seq_BS=seq_BS, n_B=prompt_len_B, done_B=jnp.zeros((B,), bool),
+                 it=jnp.zeros((), jnp.int32), cache=cache.rollback(prompt_len_B - 1),
+                 draft_state=drafter.init(prompt_BT, prompt_len_B, S), stats=init_stats(B, k))
+
+  def body(s: _State) -> _State:
+    k_draft, k_acc, k_next = jax.random.split(jax.random.fold_in(key, s.it), 3)
+    draft_BG, q_BGV, draft_state = drafter.propose(s.draft_state, s.seq_BS, s.n_B, k,
+                                                   opts.sampling, k_draft)
+    last_B = jnp.take_along_axis(s.seq_BS, (s.n_B - 1)[:, None], axis=1)[:, 0]
+    verify_BG1 = jnp.concatenate([last_B[:, None], draft_BG], axis=1)
+    logits_BG1V, cache = forward(target_params, cfg, verify_BG1, s.cache)  # ONE target call
+    p_BG1V = warp(logits_BG1V, opts.sampling)
+    n_acc_B, next_BV = accept_and_correct(p_BG1V, q_BGV, draft_BG, k_acc)
+    next_B = sample(k_next, next_BV, opts.sampling)
+
+    # Emitted this iteration: the accepted drafts then the correction/bonus token,
+    # cut at the token budget and after an EOS.
+    j_G1 = jnp.arange(k + 1)
+    draft_pad_BG1 = jnp.concatenate([draft_BG, jnp.zeros((B, 1), jnp.int32)], axis=1)
+    emit_BG1 = jnp.where(j_G1 < n_acc_B[:, None], draft_pad_BG1, next_B[:, None])
+    new_B = s.stats.new_tokens_B
+    n_emit_B = jnp.minimum(n_acc_B + 1, M - new_B)
+    if opts.eos_id is not None:
+      is_eos_BG1 = (emit_BG1 == opts.eos_id) & (j_G1 < n_emit_B[:, None])
+      first_eos_B = jnp.argmax(is_eos_BG1, axis=1)
+      hit_B = jnp.any(is_eos_BG1, axis=1)
+      n_emit_B = jnp.where(hit_B, first_eos_B + 1, n_emit_B)
+    else:
+      hit_B = jnp.zeros((B,), bool)
+    live_B = ~s.done_B
+    n_emit_B = jnp.where(live_B, n_emit_B, 0)
+
+    # Slots past n + n_emit are stale, so the whole block is written.
+    write = lambda row_S, blk, at: jax.lax.dynamic_update_slice(row_S, blk, (at,))
+    seq_BS = jax.vmap(write)(s.seq_BS, emit_BG1, s.n_B)
+    n_B = s.n_B + n_emit_B
+    new_B = new_B + n_emit_B
+    done_B = s.done_B | (live_B & hit_B) | (new_B >= M)
+    stats = s.stats.replace(
+        target_calls=s.stats.target_calls + 1,
+        draft_calls=s.stats.draft_calls + drafter.calls_per_proposal(k),
+        accepted_histogram_BG=s.stats.accepted_histogram_BG +
+        jax.nn.one_hot(n_acc_B, k + 1, dtype=jnp.int32) * live_B[:, None],
+        new_tokens_B=new_B)
+    return s.replace(seq_BS=seq_BS, n_B=n_B, done_B=done_B, it=s.it + 1,
+                     cache=cache.rollback(n_B - 1),  # O(1) per-row rollback
+                     draft_state=drafter.commit(draft_state, n_B), stats=stats)
+
+  state = jax.lax.while_loop(lambda s: ~jnp.all(s.done_B), body, state)
+  new_B = state.stats.new_tokens_B
+  cols_BM = prompt_len_B[:, None] + jnp.arange(M)
+  tokens_BM = jnp.take_along_axis(state.seq_BS, jnp.minimum(cols_BM, S - 1), axis=1)
+  tokens_BM = jnp.where(jnp.arange(M) < new_B[:, None], tokens_BM, 0)
+  return tokens_BM, new_B, state.stats, state.cache, state.draft_state
+
+
+_spec_generate_jit = jax.jit(_spec_generate, static_argnames="opts")
+
+
+def _as_drafter(draft, target: Model):
+  if isinstance(draft, Model):
+    if draft.config.vocab_size != target.config.vocab_size:
+      raise ValueError(f"draft and target vocab sizes differ: draft {draft.name!r} has "
+                       f"{draft.config.vocab_size}, target {target.name!r} has "
+                       f"{target.config.vocab_size}")
+    return model_drafter(draft), draft.config.max_len
+  if isinstance(draft, PromptLookup):
+    return draft.replace(vocab_size=target.config.vocab_size), None
+  if isinstance(draft, ModelDrafter):
+    return _as_drafter(Model(config=draft.config, params=draft.params, name=draft.name), target)
+  raise ValueError(f"draft must be a specjax Model (e.g. sj.load(...), sj.self_draft(...)) or "
+                   f"a drafter such as sj.prompt_lookup(...), got {type(draft).__name__}")
+
+
+def speculative_generate(target: Model, draft, prompts, k: int = 4, max_new_tokens: int = 32,
+                         sampling: Sampling = Sampling(temperature=0.0),
+                         key: Optional[jax.Array] = None, eos_id=inputs.MODEL_EOS,
+                         return_state: bool = False) -> GenerateOutput:
+  """`sj.speculative_generate(target, draft, prompts, k, max_new_tokens, sampling, key)`.
+
+  `draft`: a Model sharing the target's vocab (a trained draft, `sj.self_draft`)
+  or a drafter (`sj.prompt_lookup`). Output as `sj.generate`, with `stats`
+  holding target/draft calls, the per-row accepted histogram over 0..k,
+  acceptance rate and mean accepted length (bonus token included).
+  """
+  if not isinstance(sampling, Sampling):
+    raise ValueError(f"sampling must be a specjax.Sampling, got {type(sampling).__name__}")
+  if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    raise ValueError(f"k (draft tokens per iteration) must be an integer >= 1, got {k!r}")
+  cfg = target.config
+  drafter, draft_max_len = _as_drafter(draft, target)
+  eos_id = inputs.check_eos(target.eos_id if eos_id is inputs.MODEL_EOS else eos_id,
+                            cfg.vocab_size)
+  ids = inputs.encode_prompts(prompts, target.tokenizer)
+  max_len = min(cfg.max_len, draft_max_len or cfg.max_len)
+  # A verification call writes k + 1 slots past the committed tokens before rolling back.
+  prompt_BT, prompt_len_B, capacity = inputs.pack_prompts(ids, cfg.vocab_size, max_len,
+                                                          max_new_tokens, extra_slots=k + 1)
+  longest = int(prompt_len_B.max())
+  if longest + max_new_tokens + k > max_len:
+    raise ValueError(f"prompt ({longest} tokens) + max_new_tokens ({max_new_tokens}) + k ({k}) "
+                     f"= {longest + max_new_tokens + k} exceeds the cache capacity the models "
+                     f"allow (max_len {max_len})")
+  if key is None:
+    if not sampling.greedy:
+      raise ValueError("sampling with temperature > 0 needs a PRNG key: pass key=...")
+    key = jax.random.key(0)
+  opts = _Options(cfg, sampling, k, int(max_new_tokens), capacity, eos_id)
+  tokens, lengths, stats, cache, draft_state = _spec_generate_jit(
+      target.params, drafter, prompt_BT, prompt_len_B, key, opts=opts)
+  texts = None
+  if target.tokenizer is not None:
+    texts = [target.tokenizer.decode(r[:n]) for r, n in zip(tokens.tolist(), lengths.tolist())]
+  out = GenerateOutput(tokens=tokens, lengths=lengths, stats=stats, texts=texts)
+  return (out, cache, draft_state) if return_state else out
