@@ -4,7 +4,8 @@ setup(
     name="specjax",
     version="0.1.0",
     description="Speculative sampling research framework in JAX/Flax",
-    packages=find_packages(include=["specjax", "specjax.*"]),
+    # configs/ and experiments/ are installed too, so `python experiments/x.py` can import them.
+    packages=find_packages(include=["specjax", "specjax.*", "configs", "experiments"]),
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.10.0,<0.11",
@@ -18,7 +19,7 @@ setup(
         "jaxtyping>=0.2.36,<0.4",
         "tokenizers>=0.20,<0.24",
         "gguf>=0.17,<0.20",
-        "safetensors>=0.4,<0.8",
+        "safetensors>=0.4,<1",
     ],
     extras_require={
         "dev": ["pytest>=8,<10", "scipy>=1.11,<2"],

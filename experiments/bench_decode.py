@@ -2,10 +2,13 @@
 
   python experiments/bench_decode.py --model=smollm2_135m --batch=1 --new_tokens=128
 
-Prints: measured read bandwidth (a jitted reduction over a buffer larger than
-the caches), the bound param_bytes / bandwidth, and ArS ms/token, both for the
-whole `sj.generate` call and for one decode step (difference of two budgets,
-so the prefill and compile cancel out). All in one run, side by side.
+Prints, all measured in one run, side by side: two read bandwidths and the
+bounds param_bytes / bandwidth they give, and ArS ms/token, both for the whole
+`sj.generate` call and for one decode step (difference of two budgets, so the
+prefill and compile cancel out).
+- `read_gb_s`: a jitted sum over a 1 GiB buffer (a STREAM-like read);
+- `gemv_gb_s`: one large matrix-vector product (8192 x 8192 fp32), the best
+  rate XLA:CPU reached reading weights; decode's many mid-size GEMVs get less.
 """
 import json
 import time
@@ -44,6 +47,14 @@ def read_bandwidth(nbytes=1 << 30, repeats=5) -> float:
   return nbytes / _median_time(lambda: f(x).block_until_ready(), repeats)
 
 
+def gemv_bandwidth(n=8192, repeats=10) -> float:
+  """Bytes/s of weight reading in one large fp32 matrix-vector product."""
+  w = jnp.ones((n, n), jnp.float32)
+  x = jnp.ones((1, n), jnp.float32)
+  f = jax.jit(lambda a, b: b @ a)
+  return 4 * n * n / _median_time(lambda: f(w, x).block_until_ready(), repeats)
+
+
 def main(_):
   cfg = sj.ModelConfig.from_dict(model_configs.get_config(FLAGS.model)).replace(dtype=FLAGS.dtype)
   model = sj.init_model(cfg, jax.random.key(0))
@@ -55,6 +66,7 @@ def main(_):
                                eos_id=None).tokens.block_until_ready()
 
   bw = read_bandwidth()
+  gemv_bw = gemv_bandwidth()
   n_long, n_short = FLAGS.new_tokens, FLAGS.new_tokens // 4
   t_long = _median_time(run(n_long), FLAGS.repeats)
   t_short = _median_time(run(n_short), FLAGS.repeats)
@@ -63,7 +75,9 @@ def main(_):
   res = dict(model=FLAGS.model, dtype=FLAGS.dtype, batch=FLAGS.batch, params=model.num_params,
              param_mb=model.param_bytes / 1e6, read_gb_s=bw / 1e9, bound_ms=bound_ms,
              ms_per_token_whole_call=1e3 * t_long / n_long, ms_per_decode_step=step_ms,
-             step_over_bound=step_ms / bound_ms, backend=jax.default_backend(),
+             step_over_bound=step_ms / bound_ms, gemv_gb_s=gemv_bw / 1e9,
+             gemv_bound_ms=1e3 * model.param_bytes / gemv_bw,
+             step_over_gemv_bound=step_ms / (1e3 * model.param_bytes / gemv_bw), backend=jax.default_backend(),
              device=str(jax.devices()[0].device_kind))
   print(json.dumps(res, indent=1))
 

@@ -12,16 +12,9 @@ from ml_collections import config_flags
 import numpy as np
 
 import specjax as sj
-from configs import model as model_configs
+from experiments.common import build_model
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/generate.py:tiny")
-
-
-def build_model(name: str, dtype: str, seed: int) -> sj.Model:
-  if name.startswith("random:"):
-    cfg = sj.ModelConfig.from_dict(model_configs.get_config(name.split(":", 1)[1]))
-    return sj.init_model(cfg.replace(dtype=dtype), jax.random.key(seed), name=name)
-  return sj.load(name, dtype=dtype)
 
 
 def main(_):

@@ -10,4 +10,6 @@ from specjax.decoding import (GenerateOutput, ModelDrafter, PromptLookup, Sampli
 from specjax.models import (KVCache, Model, ModelConfig, Transformer, forward, init_cache,
                             init_model, init_params, param_logical_axes)
 
+from specjax.models.loading import load, save
+
 __version__ = "0.1.0"

@@ -1,0 +1,62 @@
+"""Helpers shared by the experiment mains: building models/drafters from strings, timing."""
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import specjax as sj
+from configs import model as model_configs
+
+
+def build_model(spec: str, dtype: str = "float32", seed: int = 0) -> sj.Model:
+  """`random:<preset>` (configs/model.py, random weights) or anything `sj.load` takes."""
+  if spec.startswith("random:"):
+    cfg = sj.ModelConfig.from_dict(model_configs.get_config(spec.split(":", 1)[1]))
+    return sj.init_model(cfg.replace(dtype=dtype), jax.random.key(seed), name=spec)
+  return sj.load(spec, dtype=dtype)
+
+
+def build_drafter(spec: str, target: sj.Model, dtype: str = "float32"):
+  """`self:N` (target's first N layers), `lookup:N` (prompt lookup, max n-gram N), or a model."""
+  kind, _, arg = spec.partition(":")
+  if kind == "self":
+    return sj.self_draft(target, num_layers=int(arg))
+  if kind == "lookup":
+    return sj.prompt_lookup(max_ngram=int(arg or 3))
+  return build_model(spec, dtype)
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+  """Median wall time of fn() after one warm-up (compiling) call; fn must block."""
+  fn()
+  ts = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    fn()
+    ts.append(time.perf_counter() - t0)
+  return float(np.median(ts))
+
+
+def seconds_per_call(model: sj.Model, tokens_per_call: int, context: int = 64,
+                     calls: int = 16, repeats: int = 3) -> float:
+  """Seconds per forward call of `tokens_per_call` tokens at batch 1 after `context` tokens.
+
+  The calls run inside one jitted fori_loop (as in the samplers' loops), each
+  rolling the cache back so that every call sees the same context length.
+  """
+  cfg = model.config
+  cache = sj.init_cache(cfg, 1, context + tokens_per_call + 64)
+  _, cache = sj.forward(model.params, cfg, jnp.ones((1, context), jnp.int32), cache)
+  toks = jnp.ones((1, tokens_per_call), jnp.int32)
+
+  @jax.jit
+  def run(params, cache):
+    def body(i, carry):
+      cache, acc = carry
+      logits, new = sj.forward(params, cfg, toks + i % 2, cache)
+      return new.rollback(cache.length_B), acc + logits[0, -1, 0]
+    return jax.lax.fori_loop(0, calls, body, (cache, jnp.zeros((), jnp.float32)))[1]
+
+  return median_seconds(lambda: run(model.params, cache).block_until_ready(), repeats) / calls
