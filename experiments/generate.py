@@ -21,7 +21,7 @@ def main(_):
   cfg = _CONFIG.value
   model = build_model(cfg.model, cfg.dtype, cfg.seed)
   if cfg.prompt:
-    prompt = model.tokenizer.chat_prompt(cfg.prompt) if cfg.chat else cfg.prompt
+    prompt = sj.chat_prompt(cfg.prompt) if cfg.chat else cfg.prompt
   else:
     prompt = list(cfg.prompt_ids)
   sampling = sj.Sampling(**cfg.sampling)

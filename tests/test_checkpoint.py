@@ -1,0 +1,117 @@
+"""orbax checkpoints of a Model: exact round trip (values, dtype, sharding), clear errors."""
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from specjax.checkpoint import (MODEL_FILE, PARAMS_DIR, TOKENIZER_FILE, is_checkpoint,
+                                restore_checkpoint, save_checkpoint)
+from specjax.models.config import ModelConfig
+from specjax.models.model import init_model
+from specjax.models.tokenizer import Tokenizer
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+CFG = ModelConfig(vocab_size=274, d_model=32, num_layers=2, num_heads=4, num_kv_heads=2,
+                  head_dim=8, d_ff=48, qkv_bias=True, tie_embeddings=False)
+
+
+def tiny_model(dtype="float32"):
+  with open(os.path.join(DATA, "tiny_bpe.json")) as f:
+    tok = Tokenizer.from_gguf_metadata(json.load(f))
+  return init_model(CFG.replace(dtype=dtype), jax.random.key(0), eos_id=2, name="tiny").replace(
+      tokenizer=tok)
+
+
+def assert_equal_params(a, b):
+  jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
+  assert jax.tree.map(lambda x: x.dtype, a) == jax.tree.map(lambda x: x.dtype, b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_round_trip(tmp_path, dtype):
+  m = tiny_model(dtype)
+  save_checkpoint(m, tmp_path / "ckpt")
+  assert is_checkpoint(tmp_path / "ckpt") and not is_checkpoint(tmp_path)
+  r = restore_checkpoint(tmp_path / "ckpt")
+  assert (r.config, r.eos_id, r.name) == (m.config, 2, "tiny")
+  assert_equal_params(r.params, m.params)
+  assert r.tokenizer.encode("the cat") == m.tokenizer.encode("the cat")
+  assert r.tokenizer.chat_template == m.tokenizer.chat_template
+  # Saving again over it replaces it; a model without tokenizer leaves none behind.
+  save_checkpoint(m.replace(tokenizer=None, eos_id=None), tmp_path / "ckpt")
+  r = restore_checkpoint(tmp_path / "ckpt", dtype="bfloat16")
+  assert r.tokenizer is None and r.eos_id is None and r.config.dtype == "bfloat16"
+  assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(r.params))
+
+
+def test_round_trip_keeps_sharding(tmp_path):
+  mesh = Mesh(np.array(jax.devices()[:8]).reshape(2, 4), ("data", "model"))
+  m = tiny_model()
+
+  def spec(x):  # shard the last axis over "model" where it divides, else replicate
+    return NamedSharding(mesh, P(*([None] * (x.ndim - 1)), "model") if x.shape[-1] % 4 == 0
+                         else P())
+
+  shardings = jax.tree.map(spec, m.params)
+  m = m.replace(params=jax.device_put(m.params, shardings))
+  save_checkpoint(m, tmp_path / "ckpt")
+  r = restore_checkpoint(tmp_path / "ckpt", sharding=shardings)
+  assert_equal_params(r.params, m.params)
+  assert jax.tree.all(jax.tree.map(lambda x, s: x.sharding == s, r.params, shardings))
+  replicated = NamedSharding(mesh, P())
+  r = restore_checkpoint(tmp_path / "ckpt", sharding=replicated)
+  assert all(x.sharding == replicated for x in jax.tree.leaves(r.params))
+
+
+# When orbax fails to read a corrupt manifest, tensorstore callbacks may still reach its
+# (closed) event loop; Python reports that as unraisable. Our ValueError is what counts.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_corrupt_checkpoints_name_the_file(tmp_path):
+  m = tiny_model()
+  save_checkpoint(m, tmp_path / "good")
+
+  def copy(name):
+    shutil.copytree(tmp_path / "good", tmp_path / name)
+    return tmp_path / name
+
+  with pytest.raises(ValueError, match="no such checkpoint directory"):
+    restore_checkpoint(tmp_path / "absent")
+  d = copy("badjson")
+  (d / MODEL_FILE).write_text("{ truncated")
+  with pytest.raises(ValueError, match=rf"badjson/{MODEL_FILE}: not a valid specjax checkpoint"):
+    restore_checkpoint(d)
+  d = copy("badcfg")
+  meta = json.loads((d / MODEL_FILE).read_text())
+  meta["config"]["d_ff"] = 40
+  (d / MODEL_FILE).write_text(json.dumps(meta))
+  with pytest.raises(ValueError, match=r"badcfg/params: tensor layers_0/mlp/wdown_FD has shape "
+                                       r"\(48, 32\), the config implies \(40, 32\)"):
+    restore_checkpoint(d)
+  meta["config"].update(d_ff=48, num_layers=3)
+  (d / MODEL_FILE).write_text(json.dumps(meta))
+  with pytest.raises(ValueError, match=r"badcfg/params: missing tensor layers_2/"):
+    restore_checkpoint(d)
+  d = copy("noparams")
+  shutil.rmtree(d / PARAMS_DIR)
+  with pytest.raises(ValueError, match=r"noparams/params/_METADATA: cannot read the orbax tree"):
+    restore_checkpoint(d)
+  d = copy("nodata")  # tree metadata intact, array data gone (a half-copied directory)
+  for name in os.listdir(d / PARAMS_DIR):
+    if name.startswith("ocdbt.process"):
+      shutil.rmtree(d / PARAMS_DIR / name)
+  with pytest.raises(ValueError, match=r"nodata/params: incomplete orbax checkpoint"):
+    restore_checkpoint(d)
+  d = copy("badmanifest")
+  data = (d / PARAMS_DIR / "manifest.ocdbt").read_bytes()
+  (d / PARAMS_DIR / "manifest.ocdbt").write_bytes(data[:len(data) // 2])
+  with pytest.raises(ValueError, match=r"badmanifest/params: cannot read the orbax checkpoint"):
+    restore_checkpoint(d)
+  d = copy("badtok")
+  (d / TOKENIZER_FILE).write_text('{"tokenizer": 3}')
+  with pytest.raises(ValueError, match=rf"badtok/{TOKENIZER_FILE}: not a valid specjax tokenizer"):
+    restore_checkpoint(d)
