@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from specjax import sharding
 from specjax.decoding import inputs
 from specjax.decoding.sampling import Sampling, sample, warp
 from specjax.decoding.stats import Stats, init_stats
@@ -33,6 +34,7 @@ class _Options:  # static: one compilation per distinct value
   max_new_tokens: int
   capacity: int
   eos_id: Optional[int]
+  placement: Optional[sharding.Placement] = None
 
 
 @struct.dataclass
@@ -59,8 +61,13 @@ def _emit(state: _State, tok_B, opts: _Options) -> _State:
 
 
 def _generate(params, prompt_BT, prompt_len_B, key, opts: _Options):
+  with sharding.active(opts.placement):  # activation/cache constraints while tracing
+    return _generate_traced(params, prompt_BT, prompt_len_B, key, opts)
+
+
+def _generate_traced(params, prompt_BT, prompt_len_B, key, opts: _Options):
   B = prompt_BT.shape[0]
-  cache = init_cache(opts.config, B, opts.capacity)
+  cache = sharding.constrain_cache(init_cache(opts.config, B, opts.capacity))
   logits_B1V, cache = forward(params, opts.config, prompt_BT, cache, logits_at_B=prompt_len_B - 1)
   cache = cache.rollback(prompt_len_B)  # padding slots past each prompt are stale
   state = _State(step=jnp.zeros((), jnp.int32),
@@ -84,7 +91,8 @@ def _generate(params, prompt_BT, prompt_len_B, key, opts: _Options):
     return _emit(s.replace(cache=cache, stats=stats), tok_B, opts)
 
   state = jax.lax.while_loop(cond, body, state)
-  return state.tokens_BM, state.stats.new_tokens_B, state.stats, state.cache
+  out = (state.tokens_BM, state.stats.new_tokens_B, state.stats)
+  return jax.tree.map(sharding.replicate, out) + (state.cache,)
 
 
 _generate_jit = jax.jit(_generate, static_argnames="opts")
@@ -92,12 +100,15 @@ _generate_jit = jax.jit(_generate, static_argnames="opts")
 
 def generate(model: Model, prompts, max_new_tokens: int = 32,
              sampling: Sampling = Sampling(temperature=0.0), key: Optional[jax.Array] = None,
-             eos_id=inputs.MODEL_EOS, return_cache: bool = False) -> GenerateOutput:
+             eos_id=inputs.MODEL_EOS, return_cache: bool = False, mesh=None,
+             rules=None) -> GenerateOutput:
   """`sj.generate(model, prompts, max_new_tokens, sampling, key)`: autoregressive sampling.
 
   `prompts`: a list of strings (needs `model.tokenizer`) or of token-id lists,
   of any lengths (a ragged batch). Rows stop at `eos_id` (default: the model's;
   None: never) or after `max_new_tokens`. Reproducible for a given `key`.
+  `mesh` (+ optional logical-axis `rules`, default `sharding.DEFAULT_RULES`)
+  runs the same program sharded: params by the rules, the batch over 'data'.
   """
   if not isinstance(sampling, Sampling):
     raise ValueError(f"sampling must be a specjax.Sampling, got {type(sampling).__name__}")
@@ -110,9 +121,13 @@ def generate(model: Model, prompts, max_new_tokens: int = 32,
     if not sampling.greedy:
       raise ValueError("sampling with temperature > 0 needs a PRNG key: pass key=...")
     key = jax.random.key(0)
-  opts = _Options(cfg, sampling, int(max_new_tokens), capacity, eos_id)
-  tokens, lengths, stats, cache = _generate_jit(model.params, prompt_BT, prompt_len_B, key,
-                                                opts=opts)
+  placement = sharding.make_placement(mesh, rules)
+  params = model.params
+  if placement is not None:
+    params = sharding.place_params(params, cfg, placement)
+    prompt_BT, prompt_len_B = sharding.place_inputs(placement, len(ids), prompt_BT, prompt_len_B)
+  opts = _Options(cfg, sampling, int(max_new_tokens), capacity, eos_id, placement)
+  tokens, lengths, stats, cache = _generate_jit(params, prompt_BT, prompt_len_B, key, opts=opts)
   texts = None
   if model.tokenizer is not None:
     texts = [model.tokenizer.decode(r[:n]) for r, n in zip(tokens.tolist(), lengths.tolist())]

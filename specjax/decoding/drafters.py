@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from specjax import sharding
 from specjax.decoding.sampling import Sampling, sample, warp
 from specjax.models.config import ModelConfig
 from specjax.models.kv_cache import KVCache, init_cache
@@ -37,21 +38,28 @@ class ModelDrafter:
   params: Any
   config: ModelConfig = struct.field(pytree_node=False)
   name: str = struct.field(pytree_node=False, default="draft")
+  # Where the draft lives (its own rules: a small draft is often best replicated).
+  placement: Optional[sharding.Placement] = struct.field(pytree_node=False, default=None)
 
   @property
   def vocab_size(self) -> int:
     return self.config.vocab_size
 
   def init(self, prompt_BT, prompt_len_B, capacity) -> KVCache:
-    cache = init_cache(self.config, prompt_BT.shape[0], capacity)
-    _, cache = forward(self.params, self.config, prompt_BT, cache,
-                       logits_at_B=jnp.zeros_like(prompt_len_B))
+    with sharding.active(self.placement):
+      cache = sharding.constrain_cache(init_cache(self.config, prompt_BT.shape[0], capacity))
+      _, cache = forward(self.params, self.config, prompt_BT, cache,
+                         logits_at_B=jnp.zeros_like(prompt_len_B))
     return self.commit(cache, prompt_len_B)
 
   def commit(self, cache: KVCache, n_B) -> KVCache:
     return cache.rollback(jnp.maximum(n_B - 2, 0))
 
   def propose(self, cache: KVCache, seq_BS, n_B, k: int, sampling: Sampling, key):
+    with sharding.active(self.placement):
+      return self._propose(cache, seq_BS, n_B, k, sampling, key)
+
+  def _propose(self, cache: KVCache, seq_BS, n_B, k: int, sampling: Sampling, key):
     B = seq_BS.shape[0]
     start_B = jnp.maximum(n_B - 2, 0)  # == cache.length_B
     pair_B2 = jnp.take_along_axis(seq_BS, start_B[:, None] + jnp.arange(2), axis=1)

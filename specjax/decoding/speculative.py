@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from specjax import sharding
 from specjax.decoding import inputs
 from specjax.decoding.autoregressive import GenerateOutput
 from specjax.decoding.drafters import ModelDrafter, PromptLookup, model_drafter
@@ -38,6 +39,7 @@ class _Options:  # static: one compilation per distinct value
   max_new_tokens: int
   capacity: int
   eos_id: Optional[int]
+  placement: Optional[sharding.Placement] = None
 
 
 @struct.dataclass
@@ -78,10 +80,16 @@ def accept_and_correct(p_BG1V, q_BGV, draft_BG, key):
 
 
 def _spec_generate(target_params, drafter, prompt_BT, prompt_len_B, key, opts: _Options):
+  with sharding.active(opts.placement):  # activation/cache constraints while tracing
+    return _spec_generate_traced(target_params, drafter, prompt_BT, prompt_len_B, key, opts)
+
+
+def _spec_generate_traced(target_params, drafter, prompt_BT, prompt_len_B, key, opts):
   B, width = prompt_BT.shape
   S, k, M, cfg = opts.capacity, opts.k, opts.max_new_tokens, opts.config
-  seq_BS = jnp.zeros((B, S), jnp.int32).at[:, :width].set(prompt_BT)
-  cache = init_cache(cfg, B, S)
+  seq_BS = sharding.constrain(jnp.zeros((B, S), jnp.int32).at[:, :width].set(prompt_BT),
+                              ("batch", None))
+  cache = sharding.constrain_cache(init_cache(cfg, B, S))
   _, cache = forward(target_params, cfg, prompt_BT, cache, logits_at_B=jnp.zeros_like(prompt_len_B))
   state = _State(seq_BS=seq_BS, n_B=prompt_len_B, done_B=jnp.zeros((B,), bool),
                  it=jnp.zeros((), jnp.int32), cache=cache.rollback(prompt_len_B - 1),
@@ -136,23 +144,29 @@ def _spec_generate(target_params, drafter, prompt_BT, prompt_len_B, key, opts: _
   cols_BM = prompt_len_B[:, None] + jnp.arange(M)
   tokens_BM = jnp.take_along_axis(state.seq_BS, jnp.minimum(cols_BM, S - 1), axis=1)
   tokens_BM = jnp.where(jnp.arange(M) < new_B[:, None], tokens_BM, 0)
-  return tokens_BM, new_B, state.stats, state.cache, state.draft_state
+  out = jax.tree.map(sharding.replicate, (tokens_BM, new_B, state.stats))
+  return out + (state.cache, state.draft_state)
 
 
 _spec_generate_jit = jax.jit(_spec_generate, static_argnames="opts")
 
 
-def _as_drafter(draft, target: Model):
+def _as_drafter(draft, target: Model, placement=None):
   if isinstance(draft, Model):
     if draft.config.vocab_size != target.config.vocab_size:
       raise ValueError(f"draft and target vocab sizes differ: draft {draft.name!r} has "
                        f"{draft.config.vocab_size}, target {target.name!r} has "
                        f"{target.config.vocab_size}")
-    return model_drafter(draft), draft.config.max_len
+    drafter = model_drafter(draft)
+    if placement is not None:
+      drafter = drafter.replace(params=sharding.place_params(drafter.params, draft.config,
+                                                             placement), placement=placement)
+    return drafter, draft.config.max_len
   if isinstance(draft, PromptLookup):
     return draft.replace(vocab_size=target.config.vocab_size), None
   if isinstance(draft, ModelDrafter):
-    return _as_drafter(Model(config=draft.config, params=draft.params, name=draft.name), target)
+    return _as_drafter(Model(config=draft.config, params=draft.params, name=draft.name), target,
+                       placement)
   raise ValueError(f"draft must be a specjax Model (e.g. sj.load(...), sj.self_draft(...)) or "
                    f"a drafter such as sj.prompt_lookup(...), got {type(draft).__name__}")
 
@@ -160,20 +174,26 @@ def _as_drafter(draft, target: Model):
 def speculative_generate(target: Model, draft, prompts, k: int = 4, max_new_tokens: int = 32,
                          sampling: Sampling = Sampling(temperature=0.0),
                          key: Optional[jax.Array] = None, eos_id=inputs.MODEL_EOS,
-                         return_state: bool = False) -> GenerateOutput:
+                         return_state: bool = False, mesh=None, rules=None,
+                         draft_rules=None) -> GenerateOutput:
   """`sj.speculative_generate(target, draft, prompts, k, max_new_tokens, sampling, key)`.
 
   `draft`: a Model sharing the target's vocab (a trained draft, `sj.self_draft`)
   or a drafter (`sj.prompt_lookup`). Output as `sj.generate`, with `stats`
   holding target/draft calls, the per-row accepted histogram over 0..k,
   acceptance rate and mean accepted length (bonus token included).
+  `mesh` shards both models (target by `rules`, draft by `draft_rules`,
+  default: the target's; `sharding.REPLICATED_RULES` keeps a small draft whole
+  on every device) and splits the batch over 'data'.
   """
   if not isinstance(sampling, Sampling):
     raise ValueError(f"sampling must be a specjax.Sampling, got {type(sampling).__name__}")
   if isinstance(k, bool) or not isinstance(k, int) or k < 1:
     raise ValueError(f"k (draft tokens per iteration) must be an integer >= 1, got {k!r}")
   cfg = target.config
-  drafter, draft_max_len = _as_drafter(draft, target)
+  placement = sharding.make_placement(mesh, rules)
+  draft_placement = sharding.make_placement(mesh, draft_rules or rules)
+  drafter, draft_max_len = _as_drafter(draft, target, draft_placement)
   eos_id = inputs.check_eos(target.eos_id if eos_id is inputs.MODEL_EOS else eos_id,
                             cfg.vocab_size)
   ids = inputs.encode_prompts(prompts, target.tokenizer)
@@ -190,9 +210,13 @@ def speculative_generate(target: Model, draft, prompts, k: int = 4, max_new_toke
     if not sampling.greedy:
       raise ValueError("sampling with temperature > 0 needs a PRNG key: pass key=...")
     key = jax.random.key(0)
-  opts = _Options(cfg, sampling, k, int(max_new_tokens), capacity, eos_id)
+  params = target.params
+  if placement is not None:
+    params = sharding.place_params(params, cfg, placement)
+    prompt_BT, prompt_len_B = sharding.place_inputs(placement, len(ids), prompt_BT, prompt_len_B)
+  opts = _Options(cfg, sampling, k, int(max_new_tokens), capacity, eos_id, placement)
   tokens, lengths, stats, cache, draft_state = _spec_generate_jit(
-      target.params, drafter, prompt_BT, prompt_len_B, key, opts=opts)
+      params, drafter, prompt_BT, prompt_len_B, key, opts=opts)
   texts = None
   if target.tokenizer is not None:
     texts = [target.tokenizer.decode(r[:n]) for r, n in zip(tokens.tolist(), lengths.tolist())]

@@ -18,8 +18,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from specjax import sharding
 from specjax.models.config import ModelConfig
 from specjax.models.kv_cache import KVCache
+
+
+_ACT_AXES = ("batch", None, "embed")  # the residual stream [B, T, D]
 
 
 def _param(module, name, axes, shape, init, dtype):
@@ -184,11 +188,12 @@ class Transformer(nn.Module):
     if positions_BT is None:
       start_B = jnp.zeros((B,), jnp.int32) if cache is None else cache.length_B
       positions_BT = start_B[:, None] + jnp.arange(T, dtype=jnp.int32)
-    x_BTD = jnp.take(embedding_VD, tokens_BT, axis=0)
+    x_BTD = sharding.constrain(jnp.take(embedding_VD, tokens_BT, axis=0), _ACT_AXES)
     ks, vs = [], []
     for i in range(c.num_layers):
       kv = None if cache is None else (cache.k[i], cache.v[i])
       x_BTD, new_kv = Block(c, name=f"layers_{i}")(x_BTD, positions_BT, kv)
+      x_BTD = sharding.constrain(x_BTD, _ACT_AXES)
       if new_kv is not None:
         ks.append(new_kv[0])
         vs.append(new_kv[1])
@@ -202,9 +207,11 @@ class Transformer(nn.Module):
       head_DV = _param(self, "lm_head_DV", ("embed", "vocab"), (c.d_model, c.vocab_size),
                        nn.initializers.normal(c.init_std), dt)
       logits_BTV = jnp.einsum("btd,dv->btv", x_BTD, head_DV, preferred_element_type=jnp.float32)
+    logits_BTV = sharding.constrain(logits_BTV.astype(jnp.float32), ("batch", None, "vocab"))
     if cache is not None:
-      cache = KVCache(k=tuple(ks), v=tuple(vs), length_B=cache.length_B + T)
-    return logits_BTV.astype(jnp.float32), cache
+      cache = sharding.constrain_cache(
+          KVCache(k=tuple(ks), v=tuple(vs), length_B=cache.length_B + T))
+    return logits_BTV, cache
 
 
 def forward(params, config: ModelConfig, tokens_BT, cache: Optional[KVCache] = None,
