@@ -20,6 +20,13 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   cfg.eos = True             # stop rows at the model's EOS
   cfg.sampling = ml_collections.ConfigDict(dict(temperature=0.0, top_k=0, top_p=1.0))
   cfg.timing_repeats = 2     # timed runs after the compiling one
+  # Sharding: () = one device; (data, model) = a mesh over all devices (all processes).
+  cfg.mesh_shape = ()
+  cfg.rules = "default"      # target rules: 'default' (tensor parallel) or 'replicated'
+  # Speculative sampling (used when draft is set): self:N, lookup:N, or a model name/path.
+  cfg.draft = ""
+  cfg.k = 4
+  cfg.draft_rules = "replicated"  # a small draft is usually best replicated on every device
 
   if arg == "tiny":
     pass
@@ -27,10 +34,17 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     cfg.model = "smollm2-135m"
     cfg.prompt = "def fibonacci(n):"
     cfg.max_new_tokens = 64
+  elif arg == "tiny_mesh":  # a tiny model sharded over 8 (simulated) devices, SpS + ArS
+    cfg.model = "random:tiny_shardable"
+    cfg.prompt_ids = [1, 2, 3, 4]
+    cfg.batch = 8
+    cfg.mesh_shape = (2, 4)
+    cfg.draft = "self:1"
   elif arg == "smollm2_shape":  # SmolLM2-135M's shapes with random weights
     cfg.model = "random:smollm2_135m"
     cfg.prompt_ids = list(range(1, 17))
     cfg.max_new_tokens = 64
   else:
-    raise ValueError(f"unknown generate preset {arg!r}; use tiny, smollm2 or smollm2_shape")
+    raise ValueError(f"unknown generate preset {arg!r}; use tiny, tiny_mesh, smollm2 or "
+                     "smollm2_shape")
   return cfg

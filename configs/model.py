@@ -12,6 +12,9 @@ _PRESETS = {
     # Tests: small enough to compile in a second or two on CPU.
     "tiny": dict(vocab_size=64, d_model=64, num_layers=2, num_heads=4, num_kv_heads=2,
                  head_dim=16, d_ff=128, max_len=512),
+    # Tiny, with every sharded dimension divisible by 8 (mesh tests and examples).
+    "tiny_shardable": dict(vocab_size=64, d_model=64, num_layers=2, num_heads=16,
+                           num_kv_heads=8, head_dim=8, d_ff=128, max_len=512),
     # SmolLM2-135M's shapes (random weights), for benchmarks without the real model.
     "smollm2_135m": dict(vocab_size=49152, d_model=576, num_layers=30, num_heads=9,
                          num_kv_heads=3, head_dim=64, d_ff=1536, rope_theta=100000.0,

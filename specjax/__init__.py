@@ -10,6 +10,7 @@ from specjax.decoding import (GenerateOutput, ModelDrafter, PromptLookup, Sampli
 from specjax.models import (KVCache, Model, ModelConfig, Transformer, forward, init_cache,
                             init_model, init_params, param_logical_axes)
 
+from specjax import sharding
 from specjax.checkpoint import restore_checkpoint, save_checkpoint
 from specjax.models.loading import REGISTRY, load, save
 from specjax.models.tokenizer import Tokenizer, chat_prompt
