@@ -11,7 +11,6 @@ prefill and compile cancel out).
   rate XLA:CPU reached reading weights; decode's many mid-size GEMVs get less.
 """
 import json
-import time
 
 from absl import app, flags
 import jax
@@ -20,6 +19,7 @@ import numpy as np
 
 import specjax as sj
 from configs import model as model_configs
+from experiments.common import median_seconds
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "smollm2_135m", "preset in configs/model.py")
@@ -31,21 +31,11 @@ flags.DEFINE_integer("repeats", 3, "timed repeats per round (median)")
 flags.DEFINE_integer("rounds", 5, "alternating rounds of bandwidth and decode timing")
 
 
-def _median_time(fn, repeats):
-  fn()  # compile + warm up
-  ts = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    fn()
-    ts.append(time.perf_counter() - t0)
-  return float(np.median(ts))
-
-
 def read_bandwidth(nbytes=1 << 30, repeats=5) -> float:
   """Bytes/s of a jitted sum over an nbytes float32 buffer (one read of each byte)."""
   x = jnp.ones((nbytes // 4,), jnp.float32)
   f = jax.jit(lambda a: jnp.sum(a))
-  return nbytes / _median_time(lambda: f(x).block_until_ready(), repeats)
+  return nbytes / median_seconds(lambda: f(x).block_until_ready(), repeats)
 
 
 def gemv_bandwidth(n=8192, repeats=10) -> float:
@@ -53,7 +43,7 @@ def gemv_bandwidth(n=8192, repeats=10) -> float:
   w = jnp.ones((n, n), jnp.float32)
   x = jnp.ones((1, n), jnp.float32)
   f = jax.jit(lambda a, b: b @ a)
-  return 4 * n * n / _median_time(lambda: f(w, x).block_until_ready(), repeats)
+  return 4 * n * n / median_seconds(lambda: f(w, x).block_until_ready(), repeats)
 
 
 def main(_):
@@ -73,8 +63,8 @@ def main(_):
   rounds = []
   for _ in range(FLAGS.rounds):
     bw, gemv_bw = read_bandwidth(), gemv_bandwidth()
-    t_long = _median_time(run(n_long), FLAGS.repeats)
-    t_short = _median_time(run(n_short), FLAGS.repeats)
+    t_long = median_seconds(run(n_long), FLAGS.repeats)
+    t_short = median_seconds(run(n_short), FLAGS.repeats)
     step_ms = 1e3 * (t_long - t_short) / (n_long - n_short)
     rounds.append(dict(read_gb_s=bw / 1e9, gemv_gb_s=gemv_bw / 1e9, ms_per_decode_step=step_ms,
                        ms_per_token_whole_call=1e3 * t_long / n_long,

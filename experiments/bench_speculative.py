@@ -79,8 +79,8 @@ def main(_):
                target_calls=int(sps.stats.target_calls))
     rows.append(row)
     print(json.dumps(row))
-  print(f"\n| draft | k | ArS ms/tok | SpS ms/tok | a | mean len | c | r | predicted | "
-        f"measured | measured/predicted(mean len) |\n|---|---|---|---|---|---|---|---|---|---|---|")
+  print("\n| draft | k | ArS ms/tok | SpS ms/tok | a | mean len | c | r | predicted | "
+        "measured | measured/predicted(mean len) |\n|---|---|---|---|---|---|---|---|---|---|---|")
   for x in rows:
     print(f"| {x['draft']} | {x['k']} | {x['ars_ms_per_token']:.2f} | {x['sps_ms_per_token']:.2f} "
           f"| {x['acceptance_rate']:.3f} | {x['mean_accepted_length']:.2f} | {x['c']:.3f} | "

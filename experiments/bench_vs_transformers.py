@@ -10,7 +10,6 @@ Needs the `interop` extra (torch + transformers).
 """
 import json
 import tempfile
-import time
 
 from absl import app, flags
 import numpy as np

@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash launch/setup_env.sh
 export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
-.venv/bin/python experiments/generate.py --config=configs/generate.py:smollm2 "$@"
+.venv/bin/python experiments/generate.py --config=configs/generate.py:smollm2 \
+    --config.draft=lookup:3 "$@"

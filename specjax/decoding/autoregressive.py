@@ -28,13 +28,55 @@ class GenerateOutput:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Options:  # static: one compilation per distinct value
+class Options:  # static options of both samplers: one compilation per distinct value
   config: ModelConfig
   sampling: Sampling
   max_new_tokens: int
   capacity: int
   eos_id: Optional[int]
   placement: Optional[sharding.Placement] = None
+  k: int = 0  # draft tokens per iteration (speculative sampling)
+
+
+def prepare(model: Model, prompts, max_new_tokens, sampling, key, eos_id, mesh, rules,
+            k: int = 0, max_len: Optional[int] = None):
+  """Checks every input on the host (before compiling) and places the batch.
+
+  Returns (params, prompt_BT, prompt_len_B, key, Options). `k` > 0 reserves
+  the k + 1 slots a verification call writes past the committed tokens.
+  """
+  if not isinstance(sampling, Sampling):
+    raise ValueError(f"sampling must be a specjax.Sampling, got {type(sampling).__name__}")
+  cfg = model.config
+  max_len = cfg.max_len if max_len is None else max_len
+  eos_id = inputs.check_eos(model.eos_id if eos_id is inputs.MODEL_EOS else eos_id,
+                            cfg.vocab_size)
+  ids = inputs.encode_prompts(prompts, model.tokenizer)
+  prompt_BT, prompt_len_B, capacity = inputs.pack_prompts(
+      ids, cfg.vocab_size, max_len, max_new_tokens, extra_slots=k + 1 if k else 0)
+  longest = int(prompt_len_B.max())
+  if k and longest + max_new_tokens + k > max_len:
+    raise ValueError(f"prompt ({longest} tokens) + max_new_tokens ({max_new_tokens}) + k ({k}) "
+                     f"= {longest + max_new_tokens + k} exceeds the cache capacity the models "
+                     f"allow (max_len {max_len})")
+  if key is None:
+    if not sampling.greedy:
+      raise ValueError("sampling with temperature > 0 needs a PRNG key: pass key=...")
+    key = jax.random.key(0)
+  placement = sharding.make_placement(mesh, rules)
+  params = model.params
+  if placement is not None:
+    params = sharding.place_params(params, cfg, placement)
+    prompt_BT, prompt_len_B = sharding.place_inputs(placement, len(ids), prompt_BT, prompt_len_B)
+  opts = Options(cfg, sampling, int(max_new_tokens), capacity, eos_id, placement, k)
+  return params, prompt_BT, prompt_len_B, key, opts
+
+
+def finish(model: Model, tokens, lengths, stats) -> GenerateOutput:
+  texts = None
+  if model.tokenizer is not None:
+    texts = [model.tokenizer.decode(r[:n]) for r, n in zip(tokens.tolist(), lengths.tolist())]
+  return GenerateOutput(tokens=tokens, lengths=lengths, stats=stats, texts=texts)
 
 
 @struct.dataclass
@@ -47,7 +89,7 @@ class _State:
   stats: Stats
 
 
-def _emit(state: _State, tok_B, opts: _Options) -> _State:
+def _emit(state: _State, tok_B, opts: Options) -> _State:
   """Writes this step's token for live rows and updates ends and counts."""
   live_B = ~state.done_B
   col = jnp.where(live_B, tok_B, 0)
@@ -60,12 +102,12 @@ def _emit(state: _State, tok_B, opts: _Options) -> _State:
                        stats=state.stats.replace(new_tokens_B=n_B))
 
 
-def _generate(params, prompt_BT, prompt_len_B, key, opts: _Options):
+def _generate(params, prompt_BT, prompt_len_B, key, opts: Options):
   with sharding.active(opts.placement):  # activation/cache constraints while tracing
     return _generate_traced(params, prompt_BT, prompt_len_B, key, opts)
 
 
-def _generate_traced(params, prompt_BT, prompt_len_B, key, opts: _Options):
+def _generate_traced(params, prompt_BT, prompt_len_B, key, opts: Options):
   B = prompt_BT.shape[0]
   cache = sharding.constrain_cache(init_cache(opts.config, B, opts.capacity))
   logits_B1V, cache = forward(params, opts.config, prompt_BT, cache, logits_at_B=prompt_len_B - 1)
@@ -110,26 +152,8 @@ def generate(model: Model, prompts, max_new_tokens: int = 32,
   `mesh` (+ optional logical-axis `rules`, default `sharding.DEFAULT_RULES`)
   runs the same program sharded: params by the rules, the batch over 'data'.
   """
-  if not isinstance(sampling, Sampling):
-    raise ValueError(f"sampling must be a specjax.Sampling, got {type(sampling).__name__}")
-  cfg = model.config
-  eos_id = inputs.check_eos(model.eos_id if eos_id is inputs.MODEL_EOS else eos_id, cfg.vocab_size)
-  ids = inputs.encode_prompts(prompts, model.tokenizer)
-  prompt_BT, prompt_len_B, capacity = inputs.pack_prompts(ids, cfg.vocab_size, cfg.max_len,
-                                                          max_new_tokens)
-  if key is None:
-    if not sampling.greedy:
-      raise ValueError("sampling with temperature > 0 needs a PRNG key: pass key=...")
-    key = jax.random.key(0)
-  placement = sharding.make_placement(mesh, rules)
-  params = model.params
-  if placement is not None:
-    params = sharding.place_params(params, cfg, placement)
-    prompt_BT, prompt_len_B = sharding.place_inputs(placement, len(ids), prompt_BT, prompt_len_B)
-  opts = _Options(cfg, sampling, int(max_new_tokens), capacity, eos_id, placement)
+  params, prompt_BT, prompt_len_B, key, opts = prepare(model, prompts, max_new_tokens, sampling,
+                                                       key, eos_id, mesh, rules)
   tokens, lengths, stats, cache = _generate_jit(params, prompt_BT, prompt_len_B, key, opts=opts)
-  texts = None
-  if model.tokenizer is not None:
-    texts = [model.tokenizer.decode(r[:n]) for r, n in zip(tokens.tolist(), lengths.tolist())]
-  out = GenerateOutput(tokens=tokens, lengths=lengths, stats=stats, texts=texts)
+  out = finish(model, tokens, lengths, stats)
   return (out, cache) if return_cache else out

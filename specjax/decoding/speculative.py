@@ -12,7 +12,6 @@ Loop invariants, per row, with n = committed tokens (prompt + output):
 (the newest is fed first in the next verification call); the drafter's
 state holds what its `commit(n)` says.
 """
-import dataclasses
 from typing import Any, Optional
 
 import jax
@@ -21,25 +20,13 @@ from flax import struct
 
 from specjax import sharding
 from specjax.decoding import inputs
-from specjax.decoding.autoregressive import GenerateOutput
+from specjax.decoding.autoregressive import GenerateOutput, Options, finish, prepare
 from specjax.decoding.drafters import ModelDrafter, PromptLookup, model_drafter
 from specjax.decoding.sampling import Sampling, sample, warp
 from specjax.decoding.stats import Stats, init_stats
-from specjax.models.config import ModelConfig
 from specjax.models.kv_cache import KVCache, init_cache
 from specjax.models.model import Model
 from specjax.models.transformer import forward
-
-
-@dataclasses.dataclass(frozen=True)
-class _Options:  # static: one compilation per distinct value
-  config: ModelConfig
-  sampling: Sampling
-  k: int
-  max_new_tokens: int
-  capacity: int
-  eos_id: Optional[int]
-  placement: Optional[sharding.Placement] = None
 
 
 @struct.dataclass
@@ -79,7 +66,7 @@ def accept_and_correct(p_BG1V, q_BGV, draft_BG, key):
   return n_acc_B, resid_BV
 
 
-def _spec_generate(target_params, drafter, prompt_BT, prompt_len_B, key, opts: _Options):
+def _spec_generate(target_params, drafter, prompt_BT, prompt_len_B, key, opts: Options):
   with sharding.active(opts.placement):  # activation/cache constraints while tracing
     return _spec_generate_traced(target_params, drafter, prompt_BT, prompt_len_B, key, opts)
 
@@ -186,39 +173,14 @@ def speculative_generate(target: Model, draft, prompts, k: int = 4, max_new_toke
   default: the target's; `sharding.REPLICATED_RULES` keeps a small draft whole
   on every device) and splits the batch over 'data'.
   """
-  if not isinstance(sampling, Sampling):
-    raise ValueError(f"sampling must be a specjax.Sampling, got {type(sampling).__name__}")
   if isinstance(k, bool) or not isinstance(k, int) or k < 1:
     raise ValueError(f"k (draft tokens per iteration) must be an integer >= 1, got {k!r}")
-  cfg = target.config
-  placement = sharding.make_placement(mesh, rules)
   draft_placement = sharding.make_placement(mesh, draft_rules or rules)
   drafter, draft_max_len = _as_drafter(draft, target, draft_placement)
-  eos_id = inputs.check_eos(target.eos_id if eos_id is inputs.MODEL_EOS else eos_id,
-                            cfg.vocab_size)
-  ids = inputs.encode_prompts(prompts, target.tokenizer)
-  max_len = min(cfg.max_len, draft_max_len or cfg.max_len)
-  # A verification call writes k + 1 slots past the committed tokens before rolling back.
-  prompt_BT, prompt_len_B, capacity = inputs.pack_prompts(ids, cfg.vocab_size, max_len,
-                                                          max_new_tokens, extra_slots=k + 1)
-  longest = int(prompt_len_B.max())
-  if longest + max_new_tokens + k > max_len:
-    raise ValueError(f"prompt ({longest} tokens) + max_new_tokens ({max_new_tokens}) + k ({k}) "
-                     f"= {longest + max_new_tokens + k} exceeds the cache capacity the models "
-                     f"allow (max_len {max_len})")
-  if key is None:
-    if not sampling.greedy:
-      raise ValueError("sampling with temperature > 0 needs a PRNG key: pass key=...")
-    key = jax.random.key(0)
-  params = target.params
-  if placement is not None:
-    params = sharding.place_params(params, cfg, placement)
-    prompt_BT, prompt_len_B = sharding.place_inputs(placement, len(ids), prompt_BT, prompt_len_B)
-  opts = _Options(cfg, sampling, k, int(max_new_tokens), capacity, eos_id, placement)
+  params, prompt_BT, prompt_len_B, key, opts = prepare(
+      target, prompts, max_new_tokens, sampling, key, eos_id, mesh, rules, k=k,
+      max_len=min(target.config.max_len, draft_max_len or target.config.max_len))
   tokens, lengths, stats, cache, draft_state = _spec_generate_jit(
       params, drafter, prompt_BT, prompt_len_B, key, opts=opts)
-  texts = None
-  if target.tokenizer is not None:
-    texts = [target.tokenizer.decode(r[:n]) for r, n in zip(tokens.tolist(), lengths.tolist())]
-  out = GenerateOutput(tokens=tokens, lengths=lengths, stats=stats, texts=texts)
+  out = finish(target, tokens, lengths, stats)
   return (out, cache, draft_state) if return_state else out

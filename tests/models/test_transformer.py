@@ -101,7 +101,7 @@ def test_decode_loop_never_copies_the_cache():
   from specjax.decoding import autoregressive as ar
   model = tiny_model()
   cfg = model.config
-  opts = ar._Options(cfg, sj.Sampling(0.0), 16, 128, None)
+  opts = ar.Options(cfg, sj.Sampling(0.0), 16, 128, None)
   hlo = ar._generate_jit.lower(model.params, np.zeros((2, 16), np.int32),
                                np.array([16, 9], np.int32), jax.random.key(0),
                                opts=opts).compile().as_text()
