@@ -8,8 +8,11 @@ budget, greedy by default), acceptance rate a, mean accepted length, and the
 cost ratios c = t_draft / t_target(1) (per drafted token, as the loop calls
 the draft: one 2-token call then k - 1 one-token calls) and
 r = t_target(k + 1) / t_target(1). Predicted speedup (Leviathan et al.):
-(1 - a^(k+1)) / ((1 - a)(k c + r)); also with the measured mean accepted
-length in place of the i.i.d. formula, which isolates the loop's own cost.
+(1 - a^(k+1)) / ((1 - a)(k c + r)) with a the per-position acceptance
+(`stats.alpha`; `acceptance_rate` = accepted / proposed is smaller, since
+drafts after a rejection are never verified); also with the measured mean
+accepted length in place of the i.i.d. formula, which isolates the loop's
+own cost.
 """
 import json
 
@@ -66,24 +69,27 @@ def main(_):
         target, draft, [prompt], k=k, **gen).tokens.block_until_ready(), FLAGS.repeats)
     if sampling.greedy:
       assert np.array_equal(sps.tokens, ars.tokens), "greedy SpS differs from greedy ArS"
-    a = sps.stats.acceptance_rate
+    a = sps.stats.alpha
     mal = sps.stats.mean_accepted_length
     c, r = td / t1, tk1 / t1
     formula = (1 - a ** (k + 1)) / ((1 - a) * (k * c + r)) if a < 1 else (k + 1) / (k * c + r)
     measured = (t_ars / n_ars) / (t_sps / int(sps.lengths[0]))
     row = dict(draft=spec, k=k, ars_ms_per_token=1e3 * t_ars / n_ars,
-               sps_ms_per_token=1e3 * t_sps / int(sps.lengths[0]), acceptance_rate=a,
+               sps_ms_per_token=1e3 * t_sps / int(sps.lengths[0]),
+               acceptance_rate=sps.stats.acceptance_rate, alpha=a,
                mean_accepted_length=mal, c=c, r=r, predicted_speedup=formula,
                predicted_from_mean_len=mal / (k * c + r), measured_speedup=measured,
                measured_over_predicted=measured / (mal / (k * c + r)),
                target_calls=int(sps.stats.target_calls))
     rows.append(row)
     print(json.dumps(row))
-  print("\n| draft | k | ArS ms/tok | SpS ms/tok | a | mean len | c | r | predicted | "
-        "measured | measured/predicted(mean len) |\n|---|---|---|---|---|---|---|---|---|---|---|")
+  print("\n| draft | k | ArS ms/tok | SpS ms/tok | accepted/proposed | alpha | mean len | c | r "
+        "| predicted | measured | measured/predicted(mean len) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|")
   for x in rows:
     print(f"| {x['draft']} | {x['k']} | {x['ars_ms_per_token']:.2f} | {x['sps_ms_per_token']:.2f} "
-          f"| {x['acceptance_rate']:.3f} | {x['mean_accepted_length']:.2f} | {x['c']:.3f} | "
+          f"| {x['acceptance_rate']:.3f} | {x['alpha']:.3f} | {x['mean_accepted_length']:.2f} | "
+          f"{x['c']:.3f} | "
           f"{x['r']:.3f} | {x['predicted_speedup']:.2f}x | {x['measured_speedup']:.2f}x | "
           f"{x['measured_over_predicted']:.2f} |")
   if FLAGS.out:

@@ -40,6 +40,21 @@ class Stats:
     return float((h * np.arange(self.k + 1)).sum() / proposed) if proposed else float("nan")
 
   @property
+  def alpha(self) -> float:
+    """Per-position acceptance: accepted / (accepted + rejected) verified draft tokens.
+
+    Leviathan et al.'s a (the expected min(p, q) mass per position), estimated
+    from the histogram: every iteration ending with n < k accepted tokens had
+    exactly one rejection; drafts after it were never verified. It is the
+    maximum-likelihood a when acceptances are i.i.d., and the a that the
+    speedup formula (1 - a^(k+1)) / ((1 - a)(k c + r)) takes.
+    """
+    h = self.accepted_histogram
+    accepted = float((h * np.arange(self.k + 1)).sum())
+    rejected = float(h[:-1].sum()) if self.k else 0.0
+    return accepted / (accepted + rejected) if accepted + rejected else float("nan")
+
+  @property
   def mean_accepted_length(self) -> float:
     """Tokens emitted per row-iteration, the bonus/correction token included (vLLM)."""
     h = self.accepted_histogram
@@ -48,7 +63,7 @@ class Stats:
   def summary(self) -> dict:
     return dict(target_calls=int(self.target_calls), draft_calls=int(self.draft_calls),
                 new_tokens=self.new_tokens, accepted_histogram=self.accepted_histogram.tolist(),
-                acceptance_rate=self.acceptance_rate,
+                acceptance_rate=self.acceptance_rate, alpha=self.alpha,
                 mean_accepted_length=self.mean_accepted_length)
 
 

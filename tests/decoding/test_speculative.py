@@ -63,7 +63,7 @@ def test_identical_draft_accepts_everything():
   for s, key in [(sj.Sampling(0.0), None), (sj.Sampling(0.9, top_k=20), jax.random.key(0))]:
     out = sj.speculative_generate(target, target, PROMPTS, k=4, max_new_tokens=20, sampling=s,
                                   key=key, eos_id=None)
-    assert out.stats.acceptance_rate == 1.0
+    assert out.stats.acceptance_rate == 1.0 and out.stats.alpha == 1.0
     assert out.stats.mean_accepted_length == 5.0
     assert out.stats.target_calls == 4  # 20 tokens, 5 per call
     np.testing.assert_array_equal(out.stats.accepted_histogram, [0, 0, 0, 0, 12])
@@ -178,6 +178,15 @@ def test_mismatched_vocab_and_bad_drafters_are_rejected():
     sj.speculative_generate(target, "not a model", [[1, 2]], k=2)
   with pytest.raises(ValueError, match="min_ngram"):
     sj.prompt_lookup(max_ngram=0)
+
+
+def test_alpha_counts_only_verified_drafts():
+  stats = speculative.init_stats(2, 2).replace(
+      accepted_histogram_BG=jnp.array([[2, 1, 0], [0, 0, 3]]))
+  # 7 drafts accepted; 3 iterations ended in a rejection; the 3 drafts after those never ran.
+  assert stats.alpha == 7 / 10
+  assert stats.acceptance_rate == 7 / 12
+  assert stats.mean_accepted_length == (2 * 1 + 1 * 2 + 3 * 3) / 6
 
 
 def test_prompt_lookup_proposes_the_continuation_of_the_last_match():

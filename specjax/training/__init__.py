@@ -1,0 +1,4 @@
+"""Training: losses (incl. distillation divergences) and jitted train steps."""
+from specjax.training.losses import DIVERGENCES, cross_entropy, distill_loss, divergence
+from specjax.training.train_step import (DistillSpec, OptimConfig, TrainState, distill_step_jit,
+                                         init_train_state, lm_step_jit, make_optimizer)

@@ -1,0 +1,88 @@
+"""Optimizer and jitted train steps (LM from scratch, and draft distillation)."""
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from specjax.decoding.sampling import Sampling
+from specjax.models.config import ModelConfig
+from specjax.models.transformer import forward
+from specjax.training import losses
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+  learning_rate: float = 1e-3
+  warmup_steps: int = 100
+  total_steps: int = 10_000
+  weight_decay: float = 0.1
+  b1: float = 0.9
+  b2: float = 0.95
+  clip_norm: float = 1.0
+  min_lr_ratio: float = 0.1
+
+
+def make_optimizer(c: OptimConfig) -> optax.GradientTransformation:
+  """AdamW with linear warmup then cosine decay, after global-norm clipping."""
+  schedule = optax.warmup_cosine_decay_schedule(
+      0.0, c.learning_rate, max(c.warmup_steps, 1), max(c.total_steps, c.warmup_steps + 1),
+      end_value=c.learning_rate * c.min_lr_ratio)
+  return optax.chain(optax.clip_by_global_norm(c.clip_norm),
+                     optax.adamw(schedule, b1=c.b1, b2=c.b2, weight_decay=c.weight_decay))
+
+
+@struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+def init_train_state(params, optimizer) -> TrainState:
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=optimizer.init(params))
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillSpec:  # static
+  divergence: str = "tvd"
+  sampling: Sampling = Sampling(temperature=1.0)
+  beta: float = 0.5
+
+
+def lm_step(state: TrainState, tokens_BT, mask_BT, *, config: ModelConfig, optimizer):
+  """One next-token cross-entropy step; tokens_BT[:, t+1] is the target at t."""
+  def loss_fn(params):
+    logits, _ = forward(params, config, tokens_BT[:, :-1])
+    return losses.cross_entropy(logits, tokens_BT[:, 1:], mask_BT[:, 1:])
+  return _apply(state, loss_fn, optimizer)
+
+
+def distill_step(state: TrainState, target_params, tokens_BT, mask_BT, *,
+                 config: ModelConfig, target_config: ModelConfig, optimizer,
+                 spec: DistillSpec):
+  """One distillation step of the draft (state) towards the target on tokens_BT."""
+  target_logits, _ = forward(target_params, target_config, tokens_BT)
+
+  def loss_fn(params):
+    logits, _ = forward(params, config, tokens_BT)
+    return losses.distill_loss(spec.divergence, target_logits, logits, mask_BT, spec.sampling,
+                               spec.beta)
+  return _apply(state, loss_fn, optimizer)
+
+
+def _apply(state: TrainState, loss_fn, optimizer):
+  loss, grads = jax.value_and_grad(loss_fn)(state.params)
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = dict(loss=loss, grad_norm=optax.tree.norm(grads))
+  return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+lm_step_jit = jax.jit(lm_step, static_argnames=("config", "optimizer"), donate_argnums=0)
+distill_step_jit = jax.jit(distill_step,
+                           static_argnames=("config", "target_config", "optimizer", "spec"),
+                           donate_argnums=0)
