@@ -38,7 +38,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     cfg.model = "random:tiny_shardable"
     cfg.prompt_ids = [1, 2, 3, 4]
     cfg.batch = 8
-    cfg.mesh_shape = (2, 4)
+    cfg.mesh_shape = (-1, 4)  # data axis = devices / 4
     cfg.draft = "self:1"
   elif arg == "smollm2_shape":  # SmolLM2-135M's shapes with random weights
     cfg.model = "random:smollm2_135m"

@@ -2,6 +2,7 @@
 import time
 from typing import Callable
 
+from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,8 +64,6 @@ def seconds_per_call(model: sj.Model, tokens_per_call: int, context: int = 64,
 
 
 # ---- multi-host: flags shared by every experiment main ----
-from absl import flags  # noqa: E402
-
 flags.DEFINE_string("coordinator_address", None,
                     "host:port of process 0 for jax.distributed (None: single process, or "
                     "auto-detected on TPU VMs with --distributed)")
@@ -78,26 +77,24 @@ flags.DEFINE_integer("cpu_devices", None, "simulated CPU devices per process (CP
 def init_distributed() -> None:
   """Joins the processes when the flags ask for it; prints who is who."""
   F = flags.FLAGS
-  if F.cpu_devices:
-    jax.config.update("jax_num_cpu_devices", F.cpu_devices)
   if F.coordinator_address or F.distributed:
-    from specjax import sharding
-    sharding.initialize_distributed(F.coordinator_address, F.num_processes, F.process_id)
+    sj.sharding.initialize_distributed(F.coordinator_address, F.num_processes, F.process_id,
+                                       cpu_devices=F.cpu_devices)
+  elif F.cpu_devices:
+    jax.config.update("jax_num_cpu_devices", F.cpu_devices)
   if jax.process_count() > 1:
     print(f"process {jax.process_index()}/{jax.process_count()}: "
           f"{jax.local_device_count()} local of {jax.device_count()} devices", flush=True)
 
 
 def mesh_from_config(cfg):
-  """`cfg.mesh_shape` (e.g. (2, 4)) -> a Mesh over all devices, or None for one device."""
-  from specjax import sharding
+  """`cfg.mesh_shape` (e.g. (2, 4), or (-1, 4)) -> a Mesh over all devices; () -> None."""
   shape = tuple(cfg.get("mesh_shape") or ())
-  return sharding.make_mesh(shape) if shape else None
+  return sj.sharding.make_mesh(shape) if shape else None
 
 
 def rules_from_name(name: str):
-  from specjax import sharding
-  table = {"default": sharding.DEFAULT_RULES, "replicated": sharding.REPLICATED_RULES}
+  table = {"default": sj.sharding.DEFAULT_RULES, "replicated": sj.sharding.REPLICATED_RULES}
   if name not in table:
     raise ValueError(f"unknown sharding rules {name!r}; choose from {sorted(table)}")
   return table[name]

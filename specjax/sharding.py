@@ -31,9 +31,17 @@ CACHE_AXES = ("batch", "kv_heads", "cache_slots", "head_dim")
 
 def make_mesh(shape: Sequence[int], axis_names: Sequence[str] = ("data", "model"),
               devices=None) -> Mesh:
-  """A mesh of `shape` over `devices` (default: all devices, across processes)."""
+  """A mesh of `shape` over `devices` (default: all devices, across processes).
+
+  One entry may be -1: it is inferred from the device count, e.g. (-1, 4).
+  """
   devices = list(jax.devices() if devices is None else devices)
   shape = tuple(int(s) for s in shape)
+  if shape.count(-1) == 1:
+    rest = math.prod(s for s in shape if s != -1)
+    if rest < 1 or len(devices) % rest:
+      raise ValueError(f"mesh shape {shape}: {len(devices)} devices do not divide by {rest}")
+    shape = tuple(len(devices) // rest if s == -1 else s for s in shape)
   if len(shape) != len(axis_names):
     raise ValueError(f"mesh shape {shape} and axis names {tuple(axis_names)} differ in length")
   if any(s < 1 for s in shape) or math.prod(shape) != len(devices):

@@ -67,6 +67,9 @@ def test_params_are_sharded_as_the_rules_say():
 def test_mesh_errors():
   with pytest.raises(ValueError, match=r"needs 6 devices but there are 8"):
     sharding.make_mesh((2, 3))
+  with pytest.raises(ValueError, match=r"8 devices do not divide by 3"):
+    sharding.make_mesh((-1, 3))
+  assert dict(sharding.make_mesh((-1, 4)).shape) == {"data": 2, "model": 4}
   model = tiny_model()  # 4 query heads, 2 kv heads
   with pytest.raises(ValueError, match=r"'kv_heads' of size 2 is sharded over mesh axis "
                                        r"'model' of size 4"):
