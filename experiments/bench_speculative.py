@@ -3,7 +3,8 @@
   python experiments/bench_speculative.py --target=random:tiny --drafts=self:1
   python experiments/bench_speculative.py --target=smollm2-135m --drafts=self:8,lookup:3
 
-For each draft: ArS and SpS ms/token in the same run (same prompt, same
+For each draft, in alternating rounds (medians of per-round ratios, since the
+machine is shared): ArS and SpS ms/token in the same run (same prompt, same
 budget, greedy by default), acceptance rate a, mean accepted length, and the
 cost ratios c = t_draft / t_target(1) (per drafted token, as the loop calls
 the draft: one 2-token call then k - 1 one-token calls) and
@@ -32,7 +33,8 @@ flags.DEFINE_string("prompt", "def fibonacci(n):\n    \"\"\"Return the n-th Fibo
                     "prompt text (needs a tokenizer; else random ids are used)")
 flags.DEFINE_float("temperature", 0.0, "0 = greedy")
 flags.DEFINE_float("top_p", 1.0, "nucleus top-p")
-flags.DEFINE_integer("repeats", 3, "timed repeats (median)")
+flags.DEFINE_integer("repeats", 3, "timed repeats per round (median)")
+flags.DEFINE_integer("rounds", 3, "alternating rounds of all timings (medians reported)")
 flags.DEFINE_string("dtype", "float32", "model dtype")
 flags.DEFINE_string("out", "", "optional JSON output path")
 
@@ -48,41 +50,46 @@ def main(_):
   k, M = FLAGS.k, FLAGS.new_tokens
   gen = dict(max_new_tokens=M, sampling=sampling, key=key, eos_id=None)
 
-  t1 = common.seconds_per_call(target, 1, context=len(prompt))
-  tk1 = common.seconds_per_call(target, k + 1, context=len(prompt))
   ars = sj.generate(target, [prompt], **gen)
-  t_ars = common.median_seconds(lambda: sj.generate(target, [prompt], **gen).tokens
-                                .block_until_ready(), FLAGS.repeats)
   n_ars = int(ars.lengths[0])
-  print(f"target {target.name}: t(1) {1e3 * t1:.2f} ms, t({k + 1}) {1e3 * tk1:.2f} ms, "
-        f"r = {tk1 / t1:.3f}; ArS {1e3 * t_ars / n_ars:.2f} ms/token")
+  run_ars = lambda: sj.generate(target, [prompt], **gen).tokens.block_until_ready()
   rows = []
   for spec in FLAGS.drafts:
     draft = common.build_drafter(spec, target, FLAGS.dtype)
-    if isinstance(draft, sj.Model):
-      td = (common.seconds_per_call(draft, 2, len(prompt)) +
-            (k - 1) * common.seconds_per_call(draft, 1, len(prompt))) / k
-    else:
-      td = 0.0  # a lookup costs no model call; its search is part of the loop's own cost
     sps = sj.speculative_generate(target, draft, [prompt], k=k, **gen)
-    t_sps = common.median_seconds(lambda: sj.speculative_generate(
-        target, draft, [prompt], k=k, **gen).tokens.block_until_ready(), FLAGS.repeats)
     if sampling.greedy:
       assert np.array_equal(sps.tokens, ars.tokens), "greedy SpS differs from greedy ArS"
-    a = sps.stats.alpha
-    mal = sps.stats.mean_accepted_length
-    c, r = td / t1, tk1 / t1
-    formula = (1 - a ** (k + 1)) / ((1 - a) * (k * c + r)) if a < 1 else (k + 1) / (k * c + r)
-    measured = (t_ars / n_ars) / (t_sps / int(sps.lengths[0]))
-    row = dict(draft=spec, k=k, ars_ms_per_token=1e3 * t_ars / n_ars,
-               sps_ms_per_token=1e3 * t_sps / int(sps.lengths[0]),
-               acceptance_rate=sps.stats.acceptance_rate, alpha=a,
-               mean_accepted_length=mal, c=c, r=r, predicted_speedup=formula,
-               predicted_from_mean_len=mal / (k * c + r), measured_speedup=measured,
-               measured_over_predicted=measured / (mal / (k * c + r)),
-               target_calls=int(sps.stats.target_calls))
+    n_sps = int(sps.lengths[0])
+    run_sps = lambda: sj.speculative_generate(target, draft, [prompt], k=k, **gen) \
+        .tokens.block_until_ready()
+    a, mal = sps.stats.alpha, sps.stats.mean_accepted_length
+    # The machine is shared: every cost is re-measured in each round, side by side, and
+    # the ratios are formed per round before the median.
+    per_round = []
+    for _ in range(FLAGS.rounds):
+      t1 = common.seconds_per_call(target, 1, context=len(prompt))
+      tk1 = common.seconds_per_call(target, k + 1, context=len(prompt))
+      if isinstance(draft, sj.Model):
+        td = (common.seconds_per_call(draft, 2, len(prompt)) +
+              (k - 1) * common.seconds_per_call(draft, 1, len(prompt))) / k
+      else:
+        td = 0.0  # a lookup calls no model; its search is part of the loop's own cost
+      t_ars = common.median_seconds(run_ars, FLAGS.repeats) / n_ars
+      t_sps = common.median_seconds(run_sps, FLAGS.repeats) / n_sps
+      c, r = td / t1, tk1 / t1
+      per_round.append(dict(
+          ars_ms_per_token=1e3 * t_ars, sps_ms_per_token=1e3 * t_sps, c=c, r=r,
+          predicted_speedup=(1 - a ** (k + 1)) / ((1 - a) * (k * c + r)) if a < 1
+          else (k + 1) / (k * c + r),
+          predicted_from_mean_len=mal / (k * c + r), measured_speedup=t_ars / t_sps,
+          measured_over_predicted=(t_ars / t_sps) / (mal / (k * c + r))))
+    row = dict(draft=spec, k=k, rounds=FLAGS.rounds, acceptance_rate=sps.stats.acceptance_rate,
+               alpha=a, mean_accepted_length=mal, target_calls=int(sps.stats.target_calls),
+               **{key: float(np.median([x[key] for x in per_round])) for key in per_round[0]},
+               measured_over_predicted_per_round=[round(x["measured_over_predicted"], 3)
+                                                  for x in per_round])
     rows.append(row)
-    print(json.dumps(row))
+    print(json.dumps(row), flush=True)
   print("\n| draft | k | ArS ms/tok | SpS ms/tok | accepted/proposed | alpha | mean len | c | r "
         "| predicted | measured | measured/predicted(mean len) |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|")
