@@ -14,22 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Shell-quotes each argument for display: as is where that is safe, else in single quotes
-# (only the value of a --flag=value argument, for readability).
-q() {
-  local a out=()
-  for a in "$@"; do
-    if [ -n "$a" ] && [ "$(printf '%q' "$a")" = "$a" ]; then
-      out+=("$a")
-    elif [[ "$a" =~ ^(--[A-Za-z0-9_.-]+=)(.+)$ ]]; then
-      a="${BASH_REMATCH[2]}"
-      out+=("${BASH_REMATCH[1]}'${a//\'/\'\\\'\'}'")
-    else
-      out+=("'${a//\'/\'\\\'\'}'")
-    fi
-  done
-  echo "${out[*]}"
-}
+# shellcheck source=launch/lib.sh
+source launch/lib.sh
 die() { echo "multihost_local.sh: $*" >&2; exit 2; }
 positive_int() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer, got '$2'"; }
 

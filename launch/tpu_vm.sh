@@ -17,22 +17,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Shell-quotes each argument for display: as is where that is safe, else in single quotes
-# (only the value of a --flag=value argument, for readability).
-q() {
-  local a out=()
-  for a in "$@"; do
-    if [ -n "$a" ] && [ "$(printf '%q' "$a")" = "$a" ]; then
-      out+=("$a")
-    elif [[ "$a" =~ ^(--[A-Za-z0-9_.-]+=)(.+)$ ]]; then
-      a="${BASH_REMATCH[2]}"
-      out+=("${BASH_REMATCH[1]}'${a//\'/\'\\\'\'}'")
-    else
-      out+=("'${a//\'/\'\\\'\'}'")
-    fi
-  done
-  echo "${out[*]}"
-}
+# shellcheck source=launch/lib.sh
+source launch/lib.sh
 # A remote path: a leading ~/ stays unquoted (the remote shell expands it), the rest quoted.
 qpath() {
   if [ "$1" = "~" ]; then echo "~"
