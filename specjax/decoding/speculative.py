@@ -34,7 +34,6 @@ class _State:
   seq_BS: jax.Array     # int32[B, S]: committed tokens at their positions (stale after n_B)
   n_B: jax.Array        # int32[B]: committed tokens (prompt + output)
   done_B: jax.Array     # bool[B]: ended rows stop changing
-  it: jax.Array         # int32[]: loop iterations so far
   cache: KVCache        # the target's
   draft_state: Any
   stats: Stats
@@ -79,11 +78,12 @@ def _spec_generate_traced(target_params, drafter, prompt_BT, prompt_len_B, key, 
   cache = sharding.constrain_cache(init_cache(cfg, B, S))
   _, cache = forward(target_params, cfg, prompt_BT, cache, logits_at_B=jnp.zeros_like(prompt_len_B))
   state = _State(seq_BS=seq_BS, n_B=prompt_len_B, done_B=jnp.zeros((B,), bool),
-                 it=jnp.zeros((), jnp.int32), cache=cache.rollback(prompt_len_B - 1),
+                 cache=cache.rollback(prompt_len_B - 1),
                  draft_state=drafter.init(prompt_BT, prompt_len_B, S), stats=init_stats(B, k))
 
   def body(s: _State) -> _State:
-    k_draft, k_acc, k_next = jax.random.split(jax.random.fold_in(key, s.it), 3)
+    it = s.stats.target_calls  # one target call per iteration
+    k_draft, k_acc, k_next = jax.random.split(jax.random.fold_in(key, it), 3)
     draft_BG, q_BGV, draft_state = drafter.propose(s.draft_state, s.seq_BS, s.n_B, k,
                                                    opts.sampling, k_draft)
     last_B = jnp.take_along_axis(s.seq_BS, (s.n_B - 1)[:, None], axis=1)[:, 0]
@@ -122,7 +122,7 @@ def _spec_generate_traced(target_params, drafter, prompt_BT, prompt_len_B, key, 
         accepted_histogram_BG=s.stats.accepted_histogram_BG +
         jax.nn.one_hot(n_acc_B, k + 1, dtype=jnp.int32) * live_B[:, None],
         new_tokens_B=new_B)
-    return s.replace(seq_BS=seq_BS, n_B=n_B, done_B=done_B, it=s.it + 1,
+    return s.replace(seq_BS=seq_BS, n_B=n_B, done_B=done_B,
                      cache=cache.rollback(n_B - 1),  # O(1) per-row rollback
                      draft_state=drafter.commit(draft_state, n_B), stats=stats)
 

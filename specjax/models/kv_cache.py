@@ -1,12 +1,13 @@
 """The KV cache: an explicit pytree, preallocated, with a per-row length.
 
-Layout (chosen by measurement on XLA:CPU, see experiments/bench_decode.py):
-one `[B, K, S, H]` array per layer for keys and one for values. Batch and kv
-heads lead, so the attention einsums `bkqh,bksh->bkqs` are batched matmuls over
-contiguous `[S, H]` slabs and XLA never transposes (copies) the cache; a
-`[B, S, K, H]` layout made XLA copy the whole cache every layer. Per-layer
-arrays (a tuple, not one stacked `[L, ...]` array) keep every update a plain
-in-place dynamic-update-slice.
+Layout: one `[B, K, S, H]` array per layer for keys and one for values. Batch
+and kv heads lead, so the attention einsums `bkqh,bksh->bkqs` are batched
+matmuls over contiguous `[S, H]` slabs and XLA never transposes (copies) the
+cache (the issue reported that a `[B, S, K, H]` layout made XLA:CPU copy it
+every layer). Per-layer arrays (a tuple, not one stacked `[L, ...]` array)
+make each layer's update one in-place scatter of its own buffer, with no
+dynamic slicing of a stacked array; tests/models/test_transformer.py checks
+the compiled decode loop holds no cache copies.
 """
 from typing import Tuple
 

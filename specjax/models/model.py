@@ -52,7 +52,12 @@ def init_model(config: ModelConfig, key: jax.Array, eos_id: Optional[int] = None
   return Model(config=config, params=init_params(config, key), eos_id=eos_id, name=name)
 
 
+@functools.lru_cache(maxsize=64)
 def param_logical_axes(config: ModelConfig):
-  """The logical axis names of every parameter (a pytree of PartitionSpecs of names)."""
+  """The logical axis names of every parameter (a pytree of PartitionSpecs of names).
+
+  Cached per config (it traces the model's init): the samplers ask for it on
+  every sharded call. Treat the result as read-only.
+  """
   shapes = jax.eval_shape(functools.partial(_init_variables, config), jax.random.key(0))
   return nn.get_partition_spec(shapes)["params"]
