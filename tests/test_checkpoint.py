@@ -115,3 +115,25 @@ def test_corrupt_checkpoints_name_the_file(tmp_path):
   (d / TOKENIZER_FILE).write_text('{"tokenizer": 3}')
   with pytest.raises(ValueError, match=rf"badtok/{TOKENIZER_FILE}: not a valid specjax tokenizer"):
     restore_checkpoint(d)
+
+
+def test_derived_checkpoint_stores_only_what_differs_from_its_base(tmp_path, monkeypatch):
+  from specjax.checkpoint import restore_checkpoint, save_checkpoint
+  from specjax.models import drafts, loading
+  from tests.helpers import tiny_model as seeded_tiny_model
+  target = seeded_tiny_model(seed=3)
+  draft = drafts.adapted_self_draft(target, 1, jax.random.key(0), adapter_dim=8,
+                                    vocab_ids=[0, 5, 9, 33])
+  draft.params["adapter"]["wdown_FD"] = draft.params["adapter"]["wdown_FD"] + 0.5  # "trained"
+  monkeypatch.setattr(loading, "load", lambda name, dtype="float32": target)  # the base by name
+  save_checkpoint(draft, str(tmp_path / "d"), base=("tiny-base", target))
+  with open(tmp_path / "d" / "specjax_model.json") as f:
+    meta = json.load(f)
+  assert meta["base"] == {"name": "tiny-base",
+                          "params": ["embedding_VD", "final_norm", "layers_0"]}
+  back = restore_checkpoint(str(tmp_path / "d"))
+  assert back.config == draft.config
+  jax.tree.map(np.testing.assert_array_equal, back.params, draft.params)
+  assert back.params["vocab_ids_U"].dtype == np.int32
+  assert restore_checkpoint(str(tmp_path / "d"), dtype="bfloat16").params[
+      "vocab_ids_U"].dtype == np.int32  # a dtype cast leaves integer params alone

@@ -49,7 +49,8 @@ def _results(stdout, prefix=""):
   return out
 
 
-@pytest.mark.parametrize("script", ["local.sh", "multihost_local.sh", "tpu_vm.sh"])
+@pytest.mark.parametrize("script", ["local.sh", "multihost_local.sh", "tpu_vm.sh",
+                                    "fetch_data.sh", "smollm2_drafts.sh"])
 def test_scripts_are_executable_and_parse(script):
   path = LAUNCH / script
   assert os.access(path, os.X_OK)
@@ -189,3 +190,9 @@ def test_two_processes_match_one_process(extra):
   assert sum(line.startswith(("row 0 tokens: ", "row 1 tokens: ")) for line in expected) == 4
   assert _results(two.stdout, prefix="[0] ") == expected
   assert _results(two.stdout, prefix="[1] ") == []  # only process 0 prints results
+
+
+def test_fetch_data_dry_run_prints_the_fetch_command(tmp_path):
+  r = _run("fetch_data.sh", "--dry_run", str(tmp_path))
+  assert r.returncode == 0, r.stderr
+  assert "fetch_debian_docs" in r.stdout and str(tmp_path) in r.stdout

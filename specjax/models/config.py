@@ -30,6 +30,17 @@ class ModelConfig:
   max_len: int = 2048  # longest sequence (prompt + generated) the model accepts
   dtype: str = "float32"  # parameter and activation dtype; softmax/warping stay float32
   init_std: float = 0.02
+  # Draft-model options (0 = off). sub_vocab: the head predicts only `sub_vocab` of the
+  # vocab_size ids (the int param `vocab_ids_U`, e.g. the most frequent tokens); every
+  # other id gets logit -inf, so a draft's q is zero there and the accept rule stays
+  # lossless while the head costs U/V of a full one. Tied: one [U + 1, D] table serves
+  # input and output (ids outside the subset embed as row U); untied: the input
+  # embedding stays [V, D] (e.g. shared with the target) and the head is [D, U].
+  sub_vocab: int = 0
+  # adapter_dim: a residual SwiGLU MLP of this width after the last layer, its output
+  # projection zero-initialised (starts as the identity): a trainable adapter on a
+  # self-draft (the target's first layers), whose own layers stay frozen.
+  adapter_dim: int = 0
 
   def __post_init__(self):
     for name in ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads",
@@ -39,6 +50,11 @@ class ModelConfig:
     if self.num_heads % self.num_kv_heads:
       raise ValueError(f"ModelConfig.num_heads ({self.num_heads}) must be a multiple of "
                        f"num_kv_heads ({self.num_kv_heads})")
+    if not 0 <= self.sub_vocab < self.vocab_size:
+      raise ValueError(f"ModelConfig.sub_vocab must be in [0, vocab_size={self.vocab_size}), "
+                       f"got {self.sub_vocab}")
+    if self.adapter_dim < 0:
+      raise ValueError(f"ModelConfig.adapter_dim must be >= 0, got {self.adapter_dim}")
     if self.head_dim % 2:
       raise ValueError(f"ModelConfig.head_dim must be even for RoPE, got {self.head_dim}")
     if self.dtype not in _DTYPES:
@@ -47,6 +63,11 @@ class ModelConfig:
   @property
   def jnp_dtype(self):
     return _DTYPES[self.dtype]
+
+  @property
+  def head_size(self) -> int:
+    """How many ids the output head scores (U with sub_vocab, else V)."""
+    return self.sub_vocab or self.vocab_size
 
   @property
   def group_size(self) -> int:

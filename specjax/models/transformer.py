@@ -152,6 +152,21 @@ class Mlp(nn.Module):
     return h_BTF @ wd
 
 
+class Adapter(nn.Module):
+  """SwiGLU MLP whose output projection starts at zero (the identity residual)."""
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x_BTD):
+    c = self.config
+    dt, init = c.jnp_dtype, nn.initializers.normal(c.init_std)
+    wg = _param(self, "wgate_DF", ("embed", "mlp"), (c.d_model, c.d_ff), init, dt)
+    wu = _param(self, "wup_DF", ("embed", "mlp"), (c.d_model, c.d_ff), init, dt)
+    wd = _param(self, "wdown_FD", ("mlp", "embed"), (c.d_ff, c.d_model), nn.initializers.zeros,
+                dt)
+    return (jax.nn.silu(x_BTD @ wg) * (x_BTD @ wu)) @ wd
+
+
 class Block(nn.Module):
   config: ModelConfig
 
@@ -179,16 +194,25 @@ class Transformer(nn.Module):
 
   @nn.compact
   def __call__(self, tokens_BT, cache: Optional[KVCache] = None, positions_BT=None,
-               logits_at_B=None):
+               logits_at_B=None, head_logits=False):
     c = self.config
-    dt = c.jnp_dtype
-    embedding_VD = _param(self, "embedding_VD", ("vocab", "embed"), (c.vocab_size, c.d_model),
-                          nn.initializers.normal(c.init_std), dt)
+    dt, init = c.jnp_dtype, nn.initializers.normal(c.init_std)
+    V, U = c.vocab_size, c.head_size
+    if c.sub_vocab:
+      ids_U = _param(self, "vocab_ids_U", (None,), (U,),
+                     lambda key, shape, dtype: jnp.arange(shape[0], dtype=dtype), jnp.int32)
+    # Tied sub-vocab: row U of the [U + 1, D] table embeds every id outside the subset.
+    rows = U + 1 if c.sub_vocab and c.tie_embeddings else V
+    embedding_VD = _param(self, "embedding_VD", ("vocab", "embed"), (rows, c.d_model), init, dt)
     B, T = tokens_BT.shape
     if positions_BT is None:
       start_B = jnp.zeros((B,), jnp.int32) if cache is None else cache.length_B
       positions_BT = start_B[:, None] + jnp.arange(T, dtype=jnp.int32)
-    x_BTD = sharding.constrain(jnp.take(embedding_VD, tokens_BT, axis=0), _ACT_AXES)
+    rows_BT = tokens_BT
+    if c.sub_vocab and c.tie_embeddings:
+      rows_BT = jnp.full((V,), U, jnp.int32).at[ids_U].set(jnp.arange(U, dtype=jnp.int32))[
+          tokens_BT]
+    x_BTD = sharding.constrain(jnp.take(embedding_VD, rows_BT, axis=0), _ACT_AXES)
     ks, vs = [], []
     for i in range(c.num_layers):
       kv = None if cache is None else (cache.k[i], cache.v[i])
@@ -197,17 +221,24 @@ class Transformer(nn.Module):
       if new_kv is not None:
         ks.append(new_kv[0])
         vs.append(new_kv[1])
+    if c.adapter_dim:
+      a = c.replace(d_ff=c.adapter_dim)
+      x_BTD = x_BTD + Adapter(a, name="adapter")(
+          RMSNorm(c.norm_eps, dt, name="adapter_norm")(x_BTD))
     x_BTD = RMSNorm(c.norm_eps, dt, name="final_norm")(x_BTD)
     if logits_at_B is not None:
       x_BTD = jnp.take_along_axis(x_BTD, logits_at_B[:, None, None].astype(jnp.int32), axis=1)
     if c.tie_embeddings:
-      logits_BTV = jnp.einsum("btd,vd->btv", x_BTD, embedding_VD,
+      logits_BTU = jnp.einsum("btd,vd->btv", x_BTD, embedding_VD[:U],
                               preferred_element_type=jnp.float32)
     else:
-      head_DV = _param(self, "lm_head_DV", ("embed", "vocab"), (c.d_model, c.vocab_size),
-                       nn.initializers.normal(c.init_std), dt)
-      logits_BTV = jnp.einsum("btd,dv->btv", x_BTD, head_DV, preferred_element_type=jnp.float32)
-    logits_BTV = sharding.constrain(logits_BTV.astype(jnp.float32), ("batch", None, "vocab"))
+      head_DU = _param(self, "lm_head_DV", ("embed", "vocab"), (c.d_model, U), init, dt)
+      logits_BTU = jnp.einsum("btd,dv->btv", x_BTD, head_DU, preferred_element_type=jnp.float32)
+    logits_BTU = logits_BTU.astype(jnp.float32)
+    if c.sub_vocab and not head_logits:  # scatter into the full vocab; -inf: q = 0 there
+      logits_BTU = jnp.full(logits_BTU.shape[:2] + (V,), -jnp.inf, jnp.float32).at[
+          :, :, ids_U].set(logits_BTU, mode="promise_in_bounds")
+    logits_BTV = sharding.constrain(logits_BTU, ("batch", None, "vocab"))
     if cache is not None:
       cache = sharding.constrain_cache(
           KVCache(k=tuple(ks), v=tuple(vs), length_B=cache.length_B + T))
@@ -215,7 +246,11 @@ class Transformer(nn.Module):
 
 
 def forward(params, config: ModelConfig, tokens_BT, cache: Optional[KVCache] = None,
-            positions_BT=None, logits_at_B=None):
-  """Pure function: `(params, tokens, cache) -> (logits_BTV float32, cache)`."""
+            positions_BT=None, logits_at_B=None, head_logits=False):
+  """Pure function: `(params, tokens, cache) -> (logits_BTV float32, cache)`.
+
+  `head_logits=True` returns a sub-vocab model's logits over its own U ids
+  (ordered as `params["vocab_ids_U"]`) instead of scattering them into V.
+  """
   return Transformer(config).apply({"params": params}, tokens_BT, cache, positions_BT,
-                                   logits_at_B)
+                                   logits_at_B, head_logits)

@@ -58,11 +58,24 @@ def check_divergence(name: str, sampling: Sampling, beta: float = 0.5) -> None:
     raise ValueError(f"jsd beta must be in (0, 1), got {beta!r}")
 
 
-def distill_loss(name: str, target_logits_BTV, draft_logits_BTV, mask_BT, sampling: Sampling,
-                 beta: float = 0.5):
-  """Mean divergence over the positions where mask_BT is true (target gets no gradient)."""
+def distill_loss(name: str, target_logits_BTV, draft_logits_BTU, mask_BT, sampling: Sampling,
+                 beta: float = 0.5, vocab_ids_U=None):
+  """Mean divergence over the positions where mask_BT is true (target gets no gradient).
+
+  With a sub-vocab draft (`vocab_ids_U`: the target ids its U logits score) q
+  is zero outside the subset, so every divergence is computed exactly on U + 1
+  buckets: the subset, plus one bucket holding the target's remaining mass
+  (q = 0 there). Grouping is exact because within that bucket p/q (or p/m) is
+  the same for every id; fkl is infinite there for any such draft and is
+  clamped to a large constant with no gradient.
+  """
   p = jax.lax.stop_gradient(warp(target_logits_BTV, sampling))
-  q = warp(draft_logits_BTV, sampling)
+  q = warp(draft_logits_BTU, sampling)
+  if vocab_ids_U is not None:
+    p_U = jnp.take(p, vocab_ids_U, axis=-1)
+    rest = jnp.maximum(1.0 - jnp.sum(p_U, -1, keepdims=True), 0.0)
+    p = jnp.concatenate([p_U, rest], -1)
+    q = jnp.concatenate([q, jnp.zeros_like(rest)], -1)
   d_BT = divergence(name, p, q, beta)
   m = mask_BT.astype(jnp.float32)
   return jnp.sum(d_BT * m) / jnp.maximum(jnp.sum(m), 1.0)

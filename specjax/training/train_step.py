@@ -25,13 +25,18 @@ class OptimConfig:
   min_lr_ratio: float = 0.1
 
 
-def make_optimizer(c: OptimConfig) -> optax.GradientTransformation:
-  """AdamW with linear warmup then cosine decay, after global-norm clipping."""
-  schedule = optax.warmup_cosine_decay_schedule(
+def make_schedule(c: OptimConfig) -> optax.Schedule:
+  """Linear warmup to learning_rate, then cosine decay to min_lr_ratio of it."""
+  return optax.warmup_cosine_decay_schedule(
       0.0, c.learning_rate, max(c.warmup_steps, 1), max(c.total_steps, c.warmup_steps + 1),
       end_value=c.learning_rate * c.min_lr_ratio)
+
+
+def make_optimizer(c: OptimConfig) -> optax.GradientTransformation:
+  """AdamW with linear warmup then cosine decay, after global-norm clipping."""
   return optax.chain(optax.clip_by_global_norm(c.clip_norm),
-                     optax.adamw(schedule, b1=c.b1, b2=c.b2, weight_decay=c.weight_decay))
+                     optax.adamw(make_schedule(c), b1=c.b1, b2=c.b2,
+                                 weight_decay=c.weight_decay))
 
 
 @struct.dataclass
@@ -53,24 +58,58 @@ class DistillSpec:  # static
   beta: float = 0.5
 
 
-def lm_step(state: TrainState, tokens_BT, mask_BT, *, config: ModelConfig, optimizer):
-  """One next-token cross-entropy step; tokens_BT[:, t+1] is the target at t."""
+def split_params(params, trainable="all"):
+  """(trainable, frozen) top-level param groups; integer leaves are always frozen.
+
+  `trainable`: "all", or a comma-separated list of top-level names/prefixes
+  ("adapter,adapter_norm,lm_head_DV"): e.g. a self-draft trains its adapter
+  while the target's layers it shares stay fixed.
+  """
+  names = None if trainable == "all" else tuple(n.strip() for n in trainable.split(",") if n)
+  train, frozen = {}, {}
+  for name, value in params.items():
+    is_int = all(jnp.issubdtype(x.dtype, jnp.integer) for x in jax.tree.leaves(value))
+    wanted = names is None or any(name == n or name.startswith(n + "_") for n in names)
+    (train if wanted and not is_int else frozen)[name] = value
+  if not train:
+    raise ValueError(f"trainable={trainable!r} selects no parameters; top-level names are "
+                     f"{sorted(params)}")
+  return train, frozen
+
+
+def lm_step(state: TrainState, tokens_BT, mask_BT, frozen=None, *, config: ModelConfig,
+            optimizer):
+  """One next-token cross-entropy step; tokens_BT[:, t+1] is the target at t.
+
+  A sub-vocab model scores only its U ids: targets outside them are masked out.
+  """
+  targets_BT, mask_BT = tokens_BT[:, 1:], mask_BT[:, 1:]
+
   def loss_fn(params):
-    logits, _ = forward(params, config, tokens_BT[:, :-1])
-    return losses.cross_entropy(logits, tokens_BT[:, 1:], mask_BT[:, 1:])
+    params = {**(frozen or {}), **params}
+    logits, _ = forward(params, config, tokens_BT[:, :-1], head_logits=True)
+    tgt, m = targets_BT, mask_BT
+    if config.sub_vocab:
+      inv_V = jnp.full((config.vocab_size,), -1, jnp.int32).at[params["vocab_ids_U"]].set(
+          jnp.arange(config.sub_vocab, dtype=jnp.int32))
+      tgt = inv_V[targets_BT]
+      m = mask_BT & (tgt >= 0)
+      tgt = jnp.maximum(tgt, 0)
+    return losses.cross_entropy(logits, tgt, m)
   return _apply(state, loss_fn, optimizer)
 
 
-def distill_step(state: TrainState, target_params, tokens_BT, mask_BT, *,
+def distill_step(state: TrainState, target_params, tokens_BT, mask_BT, frozen=None, *,
                  config: ModelConfig, target_config: ModelConfig, optimizer,
                  spec: DistillSpec):
   """One distillation step of the draft (state) towards the target on tokens_BT."""
   target_logits, _ = forward(target_params, target_config, tokens_BT)
 
   def loss_fn(params):
-    logits, _ = forward(params, config, tokens_BT)
+    params = {**(frozen or {}), **params}
+    logits, _ = forward(params, config, tokens_BT, head_logits=True)
     return losses.distill_loss(spec.divergence, target_logits, logits, mask_BT, spec.sampling,
-                               spec.beta)
+                               spec.beta, params.get("vocab_ids_U"))
   return _apply(state, loss_fn, optimizer)
 
 

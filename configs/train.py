@@ -1,0 +1,85 @@
+"""Training presets: `--config=configs/train.py:<preset> --workdir=DIR`.
+
+  tiny              distil a 1-layer draft into a tiny random target (tests, seconds)
+  tiny_lm           train the tiny model from scratch on random-token data (tests)
+  chinchilla_44m    a Chinchilla-style model from scratch on code + prose (no target)
+  smollm2_small     SmolLM2-135M draft: 4 layers x 256, 8k-id head, distilled (tvd)
+  smollm2_small_lm  the same draft trained without distillation (cross-entropy)
+  smollm2_adapter   SmolLM2's first 4 layers + a trained adapter, 8k-id head, distilled
+
+Every field can be overridden: --config.distill.divergence=jsd --config.data.mixture=...
+"""
+import ml_collections
+
+
+def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
+  cfg = ml_collections.ConfigDict()
+  cfg.mode = "distill"            # "distill" (draft <- target) or "lm" (cross-entropy)
+  cfg.seed = 0
+  cfg.dtype = "float32"
+  # The target: anything `sj.load` takes, or random:<configs/model.py preset>.
+  cfg.target = "random:tiny"
+  cfg.target_seed = 3             # random targets only
+  # The model trained. kind: "small" (random init, target's vocab), "self" (target's
+  # first `layers` layers + adapter), or "preset" (configs/model.py preset, for lm mode).
+  cfg.draft = ml_collections.ConfigDict(dict(
+      kind="small", preset="", layers=1, d_model=64, num_heads=4, num_kv_heads=2, head_dim=16,
+      d_ff=128, adapter_dim=0, sub_vocab=0, path=""))  # path: kind "load" (a saved draft)
+  cfg.trainable = "all"           # or e.g. "adapter,adapter_norm" for a self-draft
+  cfg.distill = ml_collections.ConfigDict(dict(
+      divergence="tvd", beta=0.5, temperature=1.0, top_k=0, top_p=1.0))
+  # Data: corpus sources from {code, prose, aclsum} or "random" (random tokens, tiny tests);
+  # mixture of corpus / target-generated / draft-generated (on-policy) sequences.
+  cfg.data = ml_collections.ConfigDict(dict(
+      sources="random", seq_len=32, batch_size=8, limit_bytes=0, mixture="corpus:1",
+      prefix_len=8, heldout_fraction=0.02))
+  cfg.optim = ml_collections.ConfigDict(dict(
+      learning_rate=3e-3, warmup_steps=5, weight_decay=0.0, clip_norm=1.0))
+  cfg.steps = 20
+  cfg.ckpt_every = 10
+  cfg.keep = 2
+  cfg.log_every = 5
+  # Acceptance of the draft against the target, by the real speculative loop.
+  cfg.eval = ml_collections.ConfigDict(dict(
+      every=10, k=4, prompts=8, prompt_len=8, new_tokens=16, temperature=1.0))
+
+  if arg == "tiny":
+    pass
+  elif arg == "tiny_lm":
+    cfg.mode = "lm"
+    cfg.draft.kind = "preset"
+    cfg.draft.preset = "tiny"
+  elif arg == "chinchilla_44m":
+    cfg.mode = "lm"
+    cfg.target = ""
+    cfg.draft.kind = "preset"
+    cfg.draft.preset = "chinchilla_44m"
+    cfg.data.update(sources="code,prose", seq_len=512, batch_size=16)
+    cfg.optim.update(learning_rate=1e-3, warmup_steps=200, weight_decay=0.1)
+    cfg.steps = 10_000
+    cfg.ckpt_every = 500
+    cfg.eval.every = 0
+  elif arg.startswith("smollm2"):
+    cfg.target = "smollm2-135m"
+    cfg.data.update(sources="code,prose,aclsum", seq_len=128, batch_size=8, prefix_len=32)
+    cfg.eval.update(every=100, prompts=16, prompt_len=32, new_tokens=32)
+    cfg.optim.update(learning_rate=2e-3, warmup_steps=30, weight_decay=0.01)
+    cfg.steps = 600
+    cfg.ckpt_every = 100
+    cfg.log_every = 10
+    small = dict(kind="small", layers=4, d_model=256, num_heads=4, num_kv_heads=2, head_dim=64,
+                 d_ff=768, sub_vocab=8192)
+    if arg == "smollm2_small":
+      cfg.draft.update(small)
+    elif arg == "smollm2_small_lm":
+      cfg.mode = "lm"
+      cfg.draft.update(small)
+    elif arg == "smollm2_adapter":
+      cfg.draft.update(kind="self", layers=4, adapter_dim=1024, sub_vocab=8192)
+      cfg.trainable = "adapter,adapter_norm,lm_head_DV"
+      cfg.optim.learning_rate = 1e-3
+    else:
+      raise ValueError(f"unknown preset {arg!r}")
+  else:
+    raise ValueError(f"unknown preset {arg!r}")
+  return cfg

@@ -1,0 +1,87 @@
+"""The training loop end to end on the tiny preset: resume, refusal, config errors."""
+import json
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+
+import specjax as sj
+from configs import train as train_configs
+from experiments import train as train_exp
+from specjax.training import metrics
+
+
+def _cfg(**overrides):
+  cfg = train_configs.get_config("tiny")
+  cfg.steps, cfg.ckpt_every, cfg.eval.every = 6, 100, 3
+  # Every data source in one run: corpus, target-generated and on-policy draft samples.
+  cfg.data.mixture = "corpus:1,target:1,draft:1"
+  cfg.update_from_flattened_dict(overrides)
+  return cfg
+
+
+def _max_diff(a, b):
+  return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
+  cfg = _cfg()
+  full = train_exp.run(cfg, str(tmp_path / "a"), verbose=False)
+
+  def preempt(step):
+    if step == 4:
+      os.kill(os.getpid(), signal.SIGTERM)  # what a preempted TPU VM receives
+  first = train_exp.run(cfg, str(tmp_path / "b"), verbose=False, on_step=preempt)
+  assert first["preempted"] and first["step"] == 4
+  assert os.path.isdir(tmp_path / "b" / "checkpoints" / "4")
+  second = train_exp.run(cfg, str(tmp_path / "b"), verbose=False)
+  assert second["resumed_from"] == 4 and second["step"] == 6 and not second["preempted"]
+  assert _max_diff(full["params"], second["params"]) <= 1e-6
+  # Metrics: TensorBoard scalars, the JSON summary, the best draft by acceptance.
+  scalars = metrics.read_scalars(str(tmp_path / "a" / "tensorboard"))
+  assert {"train/loss", "train/lr", "train/tokens_per_s", "eval/acceptance"} <= set(scalars)
+  assert [s for s, _ in scalars["eval/acceptance"]] == [3, 6]
+  with open(tmp_path / "a" / "summary.json") as f:
+    assert json.load(f)["step"] == 6
+  best = sj.load(str(tmp_path / "a" / "best"))
+  assert best.config.num_layers == 1 and best.config.vocab_size == 64
+
+
+def test_a_workdir_of_another_run_is_refused_and_left_intact(tmp_path):
+  train_exp.run(_cfg(steps=2, **{"data.mixture": "corpus:1"}), str(tmp_path), verbose=False)
+  before = {p: os.path.getmtime(os.path.join(r, p))
+            for r, _, files in os.walk(tmp_path) for p in files}
+  with pytest.raises(ValueError, match="different config .*optim.learning_rate"):
+    train_exp.run(_cfg(steps=2, **{"data.mixture": "corpus:1", "optim.learning_rate": 0.1}),
+                  str(tmp_path), verbose=False)
+  after = {p: os.path.getmtime(os.path.join(r, p))
+           for r, _, files in os.walk(tmp_path) for p in files}
+  assert before == after
+  (tmp_path / "other").mkdir()
+  (tmp_path / "other" / "notes.txt").write_text("mine")
+  with pytest.raises(ValueError, match="not empty"):
+    train_exp.run(_cfg(steps=2), str(tmp_path / "other"), verbose=False)
+  assert os.listdir(tmp_path / "other") == ["notes.txt"]
+
+
+@pytest.mark.parametrize("overrides,msg", [
+    ({"distill.divergence": "kl"}, "unknown divergence 'kl'"),
+    ({"distill.temperature": 0.0}, "temperature > 0"),
+    ({"target": "/nonexistent/target"}, "neither a known model name"),
+    ({"data.mixture": "corpus:1,teacher:1"}, "sources from"),
+    ({"mode": "lm", "data.mixture": "target:1"}, "corpus only"),
+    ({"draft.kind": "load", "draft.path": "VOCAB32"}, r"draft vocab \(32\) != target vocab"),
+])
+def test_bad_configs_fail_before_training(tmp_path, overrides, msg):
+  if overrides.get("draft.path") == "VOCAB32":
+    other = sj.init_model(sj.ModelConfig(vocab_size=32), jax.random.key(0))
+    sj.save(other, str(tmp_path / "d32"), format="orbax")
+    overrides = {**overrides, "draft.path": str(tmp_path / "d32")}
+  cfg = _cfg()
+  cfg.update_from_flattened_dict(overrides)
+  with pytest.raises(ValueError, match=msg):
+    train_exp.run(cfg, str(tmp_path / "run"), verbose=False)
+  assert not os.path.exists(tmp_path / "run")  # nothing written before the error
