@@ -49,8 +49,8 @@ def build(cfg):
     raise ValueError("mode 'distill' needs config.target")
   V = target.config.vocab_size if target else None
   rng = np.random.default_rng(cfg.seed)
+  vocab = V or model_configs.get_config(cfg.draft.preset).vocab_size
   if cfg.data.sources == "random":  # random-token rows: tiny models and tests
-    vocab = V or model_configs.get_config(cfg.draft.preset).vocab_size
     rows = rng.integers(0, vocab, (512, cfg.data.seq_len)).astype(np.int32)
     train_NT, prompts = rows, {"random": rng.integers(0, vocab, (cfg.eval.prompts,
                                                                    cfg.eval.prompt_len)).tolist()}
@@ -60,7 +60,7 @@ def build(cfg):
     corpus = data.build_corpus(cfg.data.sources.split(","), tok, cfg.data.seq_len, base.eos_id,
                                limit_bytes=cfg.data.limit_bytes or None,
                                heldout_fraction=cfg.data.heldout_fraction)
-    train_NT, prompts = corpus.train_NT, {}
+    train_NT, prompts, vocab = corpus.train_NT, {}, tok.vocab_size
     for name, source in (("code", "code"), ("prose", "prose")):
       docs = [d for d in corpus.heldout_docs if d.source == source]
       if docs:
@@ -78,8 +78,10 @@ def build(cfg):
                                head_dim=d.head_dim, d_ff=d.d_ff, vocab_ids=ids)
   elif d.kind == "self":
     model = drafts.adapted_self_draft(target, d.layers, key, d.adapter_dim, ids)
-  elif d.kind == "preset":
-    model = common.build_model(f"random:{d.preset}", cfg.dtype, cfg.seed)
+  elif d.kind == "preset":  # a configs/model.py shape, with the data's vocab
+    mc = sj.ModelConfig.from_dict(model_configs.get_config(d.preset)).replace(
+        vocab_size=vocab, dtype=cfg.dtype)
+    model = sj.init_model(mc, key, name=d.preset)
   elif d.kind == "load":  # continue training a saved draft
     model = sj.load(d.path, cfg.dtype)
   else:

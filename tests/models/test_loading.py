@@ -156,3 +156,19 @@ def test_smollm2_matches_transformers(smollm2):
       want.append(int(out.logits[0, -1].argmax()))
       out = ref(torch.tensor([want[-1:]]), past_key_values=out.past_key_values, use_cache=True)
   assert _greedy(smollm2, ids).tokens[0, :32].tolist() == want
+
+
+@needs_smollm2
+def test_shipped_draft_loads_and_keeps_greedy_output(smollm2):
+  """The bundled SmolLM2 draft: small on disk, the target's vocab, lossless greedy SpS."""
+  from specjax.decoding import speculative_generate
+  path = REGISTRY["smollm2-135m-draft"].path()
+  size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
+  assert size < 40 * 2**20
+  draft = load("smollm2-135m-draft")
+  assert draft.config.vocab_size == smollm2.config.vocab_size
+  prompt = smollm2.tokenizer.encode("def fibonacci(n):")
+  want = generate(smollm2, [prompt], max_new_tokens=24, eos_id=None)
+  got = speculative_generate(smollm2, draft, [prompt], k=4, max_new_tokens=24, eos_id=None)
+  np.testing.assert_array_equal(got.tokens, want.tokens)
+  assert got.stats.alpha > 0.1  # it agrees with the target far more than chance (1/49152)

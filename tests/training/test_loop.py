@@ -85,3 +85,14 @@ def test_bad_configs_fail_before_training(tmp_path, overrides, msg):
   with pytest.raises(ValueError, match=msg):
     train_exp.run(cfg, str(tmp_path / "run"), verbose=False)
   assert not os.path.exists(tmp_path / "run")  # nothing written before the error
+
+
+def test_scratch_lm_preset_trains_on_real_code(tmp_path):
+  """A Chinchilla-shaped model from scratch on the stdlib corpus, with its tokenizer's vocab."""
+  cfg = train_configs.get_config("chinchilla_44m")
+  cfg.update_from_flattened_dict({"data.sources": "code", "data.limit_bytes": 200_000,
+                                  "data.seq_len": 32, "data.batch_size": 2, "steps": 2,
+                                  "ckpt_every": 2})
+  out = train_exp.run(cfg, str(tmp_path), verbose=False)
+  assert out["step"] == 2 and np.isfinite(out["loss"]) and out["loss"] > 5  # ~ln(49152)
+  assert out["params"]["embedding_VD"].shape == (49152, 512)
