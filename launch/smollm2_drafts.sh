@@ -18,10 +18,11 @@ runs=(
   "small_tvd smollm2_small"
   "small_lm smollm2_small_lm"
   "adapter_tvd smollm2_adapter"
-  "small_fkl smollm2_small --config.distill.divergence=fkl"
-  "small_tvd_target smollm2_small --config.data.mixture=corpus:1,target:1"
-  "small_jsd smollm2_small --config.distill.divergence=jsd"
-  "small_tvd_onpolicy smollm2_small --config.data.mixture=corpus:1,draft:1"
+  "adapter_fkl smollm2_adapter --config.distill.divergence=fkl"
+  "adapter_tvd_target smollm2_adapter --config.data.mixture=corpus:1,target:1"
+  "adapter_tvd_onpolicy smollm2_adapter --config.data.mixture=corpus:1,draft:1"
+  "adapter8_tvd smollm2_adapter --config.draft.layers=8"
+  "adapter_jsd smollm2_adapter --config.distill.divergence=jsd"
 )
 for r in "${runs[@]}"; do
   read -r -a args <<< "$r"

