@@ -139,7 +139,10 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
+  """SwiGLU MLP. `zero_out`: the output projection starts at zero, so a residual adapter
+  built from it starts as the identity."""
   config: ModelConfig
+  zero_out: bool = False
 
   @nn.compact
   def __call__(self, x_BTD):
@@ -147,24 +150,10 @@ class Mlp(nn.Module):
     dt, init = c.jnp_dtype, nn.initializers.normal(c.init_std)
     wg = _param(self, "wgate_DF", ("embed", "mlp"), (c.d_model, c.d_ff), init, dt)
     wu = _param(self, "wup_DF", ("embed", "mlp"), (c.d_model, c.d_ff), init, dt)
-    wd = _param(self, "wdown_FD", ("mlp", "embed"), (c.d_ff, c.d_model), init, dt)
+    wd = _param(self, "wdown_FD", ("mlp", "embed"), (c.d_ff, c.d_model),
+                nn.initializers.zeros if self.zero_out else init, dt)
     h_BTF = jax.nn.silu(x_BTD @ wg) * (x_BTD @ wu)
     return h_BTF @ wd
-
-
-class Adapter(nn.Module):
-  """SwiGLU MLP whose output projection starts at zero (the identity residual)."""
-  config: ModelConfig
-
-  @nn.compact
-  def __call__(self, x_BTD):
-    c = self.config
-    dt, init = c.jnp_dtype, nn.initializers.normal(c.init_std)
-    wg = _param(self, "wgate_DF", ("embed", "mlp"), (c.d_model, c.d_ff), init, dt)
-    wu = _param(self, "wup_DF", ("embed", "mlp"), (c.d_model, c.d_ff), init, dt)
-    wd = _param(self, "wdown_FD", ("mlp", "embed"), (c.d_ff, c.d_model), nn.initializers.zeros,
-                dt)
-    return (jax.nn.silu(x_BTD @ wg) * (x_BTD @ wu)) @ wd
 
 
 class Block(nn.Module):
@@ -223,7 +212,7 @@ class Transformer(nn.Module):
         vs.append(new_kv[1])
     if c.adapter_dim:
       a = c.replace(d_ff=c.adapter_dim)
-      x_BTD = x_BTD + Adapter(a, name="adapter")(
+      x_BTD = x_BTD + Mlp(a, zero_out=True, name="adapter")(
           RMSNorm(c.norm_eps, dt, name="adapter_norm")(x_BTD))
     x_BTD = RMSNorm(c.norm_eps, dt, name="final_norm")(x_BTD)
     if logits_at_B is not None:
