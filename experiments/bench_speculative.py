@@ -70,8 +70,7 @@ def main(_):
       t1 = common.seconds_per_call(target, 1, context=len(prompt))
       tk1 = common.seconds_per_call(target, k + 1, context=len(prompt))
       if isinstance(draft, sj.Model):
-        td = (common.seconds_per_call(draft, 2, len(prompt)) +
-              (k - 1) * common.seconds_per_call(draft, 1, len(prompt))) / k
+        td = common.draft_seconds_per_token(draft, k, len(prompt))
       else:
         td = 0.0  # a lookup calls no model; its search is part of the loop's own cost
       t_ars = common.median_seconds(run_ars, FLAGS.repeats) / n_ars

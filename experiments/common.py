@@ -40,6 +40,11 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
   return float(np.median(ts))
 
 
+def draft_seconds_per_token(draft: sj.Model, k: int, context: int = 64) -> float:
+  """A model drafter's seconds per drafted token: one 2-token call, then k - 1 1-token calls."""
+  return (seconds_per_call(draft, 2, context) + (k - 1) * seconds_per_call(draft, 1, context)) / k
+
+
 def seconds_per_call(model: sj.Model, tokens_per_call: int, context: int = 64,
                      calls: int = 16, repeats: int = 3) -> float:
   """Seconds per forward call of `tokens_per_call` tokens at batch 1 after `context` tokens.

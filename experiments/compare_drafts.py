@@ -55,7 +55,7 @@ def main(argv):
   s, k = sj.Sampling(FLAGS.temperature), FLAGS.k
   t1 = common.seconds_per_call(target, 1, FLAGS.prompt_len)
   r = {j: common.seconds_per_call(target, j + 1, FLAGS.prompt_len) / t1
-       for j in range(1, FLAGS.max_k + 1)}
+       for j in range(1, max(FLAGS.max_k, FLAGS.k) + 1)}  # k itself is always reported
   rows = []
   for spec in argv[1:]:
     draft, summary = _draft(spec, target, corpus)
@@ -65,8 +65,7 @@ def main(argv):
       out = sj.speculative_generate(target, draft, ps, k=k, max_new_tokens=FLAGS.new_tokens,
                                     sampling=s, key=jax.random.key(7), eos_id=None)
       row[f"alpha_{d}"], row[f"len_{d}"] = out.stats.alpha, out.stats.mean_accepted_length
-    td = (common.seconds_per_call(draft, 2, FLAGS.prompt_len) +
-          (k - 1) * common.seconds_per_call(draft, 1, FLAGS.prompt_len)) / k
+    td = common.draft_seconds_per_token(draft, k, FLAGS.prompt_len)
     a = float(np.clip(np.mean([row["alpha_code"], row["alpha_prose"]]), 1e-6, 1 - 1e-6))
     c = row["c"] = td / t1
     pred = {j: (1 - a ** (j + 1)) / ((1 - a) * (j * c + r[j])) for j in r}

@@ -30,6 +30,12 @@ def _param(module, name, axes, shape, init, dtype):
   return module.param(name, nn.with_logical_partitioning(init, axes), shape, dtype)
 
 
+def sub_vocab_index(ids_U, vocab_size: int, outside: int):
+  """[V] int32: each id's position in a sub-vocab head's `ids_U`, `outside` for the rest."""
+  U = ids_U.shape[0]
+  return jnp.full((vocab_size,), outside, jnp.int32).at[ids_U].set(jnp.arange(U, dtype=jnp.int32))
+
+
 class RMSNorm(nn.Module):
   eps: float
   dtype: jnp.dtype
@@ -199,8 +205,7 @@ class Transformer(nn.Module):
       positions_BT = start_B[:, None] + jnp.arange(T, dtype=jnp.int32)
     rows_BT = tokens_BT
     if c.sub_vocab and c.tie_embeddings:
-      rows_BT = jnp.full((V,), U, jnp.int32).at[ids_U].set(jnp.arange(U, dtype=jnp.int32))[
-          tokens_BT]
+      rows_BT = sub_vocab_index(ids_U, V, outside=U)[tokens_BT]
     x_BTD = sharding.constrain(jnp.take(embedding_VD, rows_BT, axis=0), _ACT_AXES)
     ks, vs = [], []
     for i in range(c.num_layers):

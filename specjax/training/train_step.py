@@ -9,7 +9,7 @@ from flax import struct
 
 from specjax.decoding.sampling import Sampling
 from specjax.models.config import ModelConfig
-from specjax.models.transformer import forward
+from specjax.models.transformer import forward, sub_vocab_index
 from specjax.training import losses
 
 
@@ -90,9 +90,7 @@ def lm_step(state: TrainState, tokens_BT, mask_BT, frozen=None, *, config: Model
     logits, _ = forward(params, config, tokens_BT[:, :-1], head_logits=True)
     tgt, m = targets_BT, mask_BT
     if config.sub_vocab:
-      inv_V = jnp.full((config.vocab_size,), -1, jnp.int32).at[params["vocab_ids_U"]].set(
-          jnp.arange(config.sub_vocab, dtype=jnp.int32))
-      tgt = inv_V[targets_BT]
+      tgt = sub_vocab_index(params["vocab_ids_U"], config.vocab_size, outside=-1)[targets_BT]
       m = mask_BT & (tgt >= 0)
       tgt = jnp.maximum(tgt, 0)
     return losses.cross_entropy(logits, tgt, m)

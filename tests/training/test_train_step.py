@@ -55,3 +55,23 @@ def test_tvd_distillation_raises_measured_acceptance():
                                          target_config=target.config, optimizer=opt, spec=spec)
   after = alpha(draft.replace(params=state.params))
   assert after > before + 0.15, (before, after)
+
+
+def test_sub_vocab_lm_loss_skips_targets_outside_the_head():
+  """CE of a sub-vocab model: over its own U logits, only at targets it can predict."""
+  from specjax.models import drafts
+  target = tiny_model(seed=3)
+  ids = np.array([0, 3, 5, 9, 17, 30, 41, 63])
+  d = drafts.small_draft(target, jax.random.key(1), d_model=32, num_layers=1, num_heads=2,
+                         num_kv_heads=1, head_dim=16, d_ff=64, vocab_ids=ids)
+  tokens = jnp.asarray([[0, 3, 4, 5, 9, 63, 2, 17]], jnp.int32)
+  mask = jnp.ones(tokens.shape, bool)
+  logits, _ = sj.forward(d.params, d.config, tokens[:, :-1], head_logits=True)
+  logp = np.asarray(jax.nn.log_softmax(logits[0]))
+  want = [-logp[t, list(ids).index(y)] for t, y in enumerate(np.asarray(tokens[0, 1:]))
+          if y in ids]
+  opt = training.make_optimizer(training.OptimConfig(learning_rate=0.0))
+  train, frozen = training.split_params(d.params)
+  state = training.init_train_state(train, opt)  # donated to the step: reference first
+  _, m = training.lm_step_jit(state, tokens, mask, frozen, config=d.config, optimizer=opt)
+  np.testing.assert_allclose(float(m["loss"]), np.mean(want), rtol=1e-5)
