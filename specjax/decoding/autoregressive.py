@@ -1,6 +1,6 @@
 """Autoregressive sampling (ArS): the whole generation in one jit, one while_loop."""
 import dataclasses
-from typing import Optional
+from typing import Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -33,13 +33,13 @@ class Options:  # static options of both samplers: one compilation per distinct 
   sampling: Sampling
   max_new_tokens: int
   capacity: int
-  eos_id: Optional[int]
+  eos_id: Optional[Tuple[int, ...]]  # stop ids
   placement: Optional[sharding.Placement] = None
   k: int = 0  # draft tokens per iteration (speculative sampling)
 
 
 def prepare(model: Model, prompts, max_new_tokens, sampling, key, eos_id, mesh, rules,
-            k: int = 0, max_len: Optional[int] = None):
+            k: int = 0, max_len: Optional[int] = None, pad_multiple: int = 16):
   """Checks every input on the host (before compiling) and places the batch.
 
   Returns (params, prompt_BT, prompt_len_B, key, Options). `k` > 0 reserves
@@ -53,7 +53,8 @@ def prepare(model: Model, prompts, max_new_tokens, sampling, key, eos_id, mesh, 
                             cfg.vocab_size)
   ids = inputs.encode_prompts(prompts, model.tokenizer)
   prompt_BT, prompt_len_B, capacity = inputs.pack_prompts(
-      ids, cfg.vocab_size, max_len, max_new_tokens, extra_slots=k + 1 if k else 0)
+      ids, cfg.vocab_size, max_len, max_new_tokens, extra_slots=k + 1 if k else 0,
+      pad_multiple=pad_multiple)
   longest = int(prompt_len_B.max())
   if k and longest + max_new_tokens + k > max_len:
     raise ValueError(f"prompt ({longest} tokens) + max_new_tokens ({max_new_tokens}) + k ({k}) "
@@ -97,7 +98,7 @@ def _emit(state: _State, tok_B, opts: Options) -> _State:
   n_B = state.stats.new_tokens_B + live_B
   done_B = state.done_B | (n_B >= opts.max_new_tokens)
   if opts.eos_id is not None:
-    done_B |= tok_B == opts.eos_id
+    done_B |= inputs.is_eos(tok_B, opts.eos_id)
   return state.replace(step=state.step + 1, tokens_BM=tokens_BM, last_B=tok_B, done_B=done_B,
                        stats=state.stats.replace(new_tokens_B=n_B))
 
@@ -143,17 +144,21 @@ _generate_jit = jax.jit(_generate, static_argnames="opts")
 def generate(model: Model, prompts, max_new_tokens: int = 32,
              sampling: Sampling = Sampling(temperature=0.0), key: Optional[jax.Array] = None,
              eos_id=inputs.MODEL_EOS, return_cache: bool = False, mesh=None,
-             rules=None) -> GenerateOutput:
+             rules=None, pad_multiple: int = 16) -> GenerateOutput:
   """`sj.generate(model, prompts, max_new_tokens, sampling, key)`: autoregressive sampling.
 
   `prompts`: a list of strings (needs `model.tokenizer`) or of token-id lists,
   of any lengths (a ragged batch). Rows stop at `eos_id` (default: the model's;
-  None: never) or after `max_new_tokens`. Reproducible for a given `key`.
+  a list: any of those ids, e.g. a stop token; None: never) or after
+  `max_new_tokens`. Reproducible for a given `key`. Prompt widths are padded
+  to multiples of `pad_multiple`: one compilation per width, so raise it
+  when many prompts of varied lengths go through one at a time.
   `mesh` (+ optional logical-axis `rules`, default `sharding.DEFAULT_RULES`)
   runs the same program sharded: params by the rules, the batch over 'data'.
   """
   params, prompt_BT, prompt_len_B, key, opts = prepare(model, prompts, max_new_tokens, sampling,
-                                                       key, eos_id, mesh, rules)
+                                                       key, eos_id, mesh, rules,
+                                                       pad_multiple=pad_multiple)
   tokens, lengths, stats, cache = _generate_jit(params, prompt_BT, prompt_len_B, key, opts=opts)
   out = finish(model, tokens, lengths, stats)
   return (out, cache) if return_cache else out

@@ -42,9 +42,13 @@ def pack_prompts(prompts: List[List[int]], vocab_size: int, max_len: int, max_ne
   """Checks ids and lengths; returns (prompt_BT right-padded, prompt_len_B, cache capacity).
 
   `extra_slots` is what a sampler writes beyond the last emitted token (a
-  speculative step writes k + 1 slots before it rolls back). Lengths are
-  padded to multiples so that nearby prompt lengths share one compilation.
+  speculative step writes k + 1 slots before it rolls back). The width is
+  padded to a multiple of `pad_multiple` and the capacity follows from the
+  width, so that all prompts in one bucket share one compilation.
   """
+  if isinstance(pad_multiple, bool) or not isinstance(pad_multiple, (int, np.integer)) \
+      or pad_multiple < 1:
+    raise ValueError(f"pad_multiple must be an integer >= 1, got {pad_multiple!r}")
   if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) \
       or max_new_tokens < 1:
     raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
@@ -63,14 +67,27 @@ def pack_prompts(prompts: List[List[int]], vocab_size: int, max_len: int, max_ne
   prompt_BT = np.zeros((len(prompts), width), np.int32)
   for i, p in enumerate(prompts):
     prompt_BT[i, :len(p)] = p
-  capacity = _round_up(max(width, int(lens.max()) + max_new_tokens + extra_slots), 64)
+  capacity = _round_up(width + max_new_tokens + extra_slots, 64)
   return prompt_BT, lens, capacity
 
 
-def check_eos(eos_id: Optional[int], vocab_size: int) -> Optional[int]:
+def check_eos(eos_id, vocab_size: int) -> Optional[Tuple[int, ...]]:
+  """None, a token id, or a sequence of them (any one ends a row) -> a sorted tuple or None."""
   if eos_id is None:
     return None
-  if isinstance(eos_id, bool) or not isinstance(eos_id, (int, np.integer)) \
-      or not 0 <= eos_id < vocab_size:
-    raise ValueError(f"eos_id must be None or a token id in [0, {vocab_size}), got {eos_id!r}")
-  return int(eos_id)
+  ids = list(eos_id) if isinstance(eos_id, (list, tuple, np.ndarray)) else [eos_id]
+  for t in ids:
+    if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < vocab_size:
+      raise ValueError(f"eos_id must be None, a token id in [0, {vocab_size}) or a list of "
+                       f"them, got {eos_id!r}")
+  if not ids:
+    raise ValueError("eos_id is an empty list: pass None to never stop at a token")
+  return tuple(sorted({int(t) for t in ids}))
+
+
+def is_eos(tok, eos_ids: Tuple[int, ...]):
+  """Elementwise: tok is one of the stop ids (a static tuple)."""
+  hit = tok == eos_ids[0]
+  for t in eos_ids[1:]:
+    hit = hit | (tok == t)
+  return hit

@@ -101,7 +101,7 @@ def _spec_generate_traced(target_params, drafter, prompt_BT, prompt_len_B, key, 
     new_B = s.stats.new_tokens_B
     n_emit_B = jnp.minimum(n_acc_B + 1, M - new_B)
     if opts.eos_id is not None:
-      is_eos_BG1 = (emit_BG1 == opts.eos_id) & (j_G1 < n_emit_B[:, None])
+      is_eos_BG1 = inputs.is_eos(emit_BG1, opts.eos_id) & (j_G1 < n_emit_B[:, None])
       first_eos_B = jnp.argmax(is_eos_BG1, axis=1)
       hit_B = jnp.any(is_eos_BG1, axis=1)
       n_emit_B = jnp.where(hit_B, first_eos_B + 1, n_emit_B)
@@ -162,11 +162,12 @@ def speculative_generate(target: Model, draft, prompts, k: int = 4, max_new_toke
                          sampling: Sampling = Sampling(temperature=0.0),
                          key: Optional[jax.Array] = None, eos_id=inputs.MODEL_EOS,
                          return_state: bool = False, mesh=None, rules=None,
-                         draft_rules=None) -> GenerateOutput:
+                         draft_rules=None, pad_multiple: int = 16) -> GenerateOutput:
   """`sj.speculative_generate(target, draft, prompts, k, max_new_tokens, sampling, key)`.
 
   `draft`: a Model sharing the target's vocab (a trained draft, `sj.self_draft`)
-  or a drafter (`sj.prompt_lookup`). Output as `sj.generate`, with `stats`
+  or a drafter (`sj.prompt_lookup`). Output, `eos_id` and `pad_multiple` as
+  `sj.generate`, with `stats`
   holding target/draft calls, the per-row accepted histogram over 0..k,
   acceptance rate and mean accepted length (bonus token included).
   `mesh` shards both models (target by `rules`, draft by `draft_rules`,
@@ -179,7 +180,8 @@ def speculative_generate(target: Model, draft, prompts, k: int = 4, max_new_toke
   drafter, draft_max_len = _as_drafter(draft, target, draft_placement)
   params, prompt_BT, prompt_len_B, key, opts = prepare(
       target, prompts, max_new_tokens, sampling, key, eos_id, mesh, rules, k=k,
-      max_len=min(target.config.max_len, draft_max_len or target.config.max_len))
+      max_len=min(target.config.max_len, draft_max_len or target.config.max_len),
+      pad_multiple=pad_multiple)
   tokens, lengths, stats, cache, draft_state = _spec_generate_jit(
       params, drafter, prompt_BT, prompt_len_B, key, opts=opts)
   out = finish(target, tokens, lengths, stats)

@@ -110,6 +110,9 @@ def test_ars_samples_follow_the_warped_distribution(temperature, top_k, top_p):
     ([[1.5, 2]], {}, "integer token ids"),
     (["hello"], {}, "no tokenizer"),
     ([[1, 2]], dict(eos_id=64), "eos_id"),
+    ([[1, 2]], dict(eos_id=[2, 64]), "eos_id"),
+    ([[1, 2]], dict(eos_id=[]), "eos_id is an empty list"),
+    ([[1, 2]], dict(pad_multiple=0), "pad_multiple"),
     ([[1, 2]], dict(sampling=sj.Sampling(1.0)), "needs a PRNG key"),
 ])
 def test_bad_input_raises_before_compiling(prompts, kw, msg):

@@ -58,6 +58,35 @@ def test_eos_ends_rows_independently():
   assert int(got.lengths[1]) <= 6
 
 
+def test_any_of_several_stop_ids_ends_a_row():
+  target = _target()
+  free = sj.generate(target, PROMPTS, max_new_tokens=16, eos_id=None)
+  stops = [int(free.tokens[0, 6]), int(free.tokens[1, 2])]
+  want = sj.generate(target, PROMPTS, max_new_tokens=16, eos_id=stops)
+  for b in range(len(PROMPTS)):
+    row = np.asarray(free.tokens[b])
+    n = int(np.argmax(np.isin(row, stops))) + 1 if np.isin(row, stops).any() else 16
+    assert int(want.lengths[b]) == n
+  got = sj.speculative_generate(target, sj.self_draft(target, 1), PROMPTS, k=4,
+                                max_new_tokens=16, eos_id=stops)
+  np.testing.assert_array_equal(got.lengths, want.lengths)
+  np.testing.assert_array_equal(got.tokens, want.tokens)
+  assert int(got.lengths[0]) <= 7 and int(got.lengths[1]) <= 3
+
+
+def test_pad_multiple_shares_one_compilation_and_keeps_outputs():
+  target = _target()
+  d = sj.self_draft(target, 1)
+  prompts = [[1, 2, 3], list(range(1, 20)), list(range(5, 45))]
+  want = [sj.speculative_generate(target, d, [p], k=3, max_new_tokens=8) for p in prompts]
+  before = speculative._spec_generate_jit._cache_size()
+  got = [sj.speculative_generate(target, d, [p], k=3, max_new_tokens=8, pad_multiple=64)
+         for p in prompts]
+  assert speculative._spec_generate_jit._cache_size() == before + 1
+  for w, g in zip(want, got):
+    np.testing.assert_array_equal(w.tokens, g.tokens)
+
+
 def test_identical_draft_accepts_everything():
   target = _target()
   for s, key in [(sj.Sampling(0.0), None), (sj.Sampling(0.9, top_k=20), jax.random.key(0))]:
