@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The main job on its embedded default: installs specjax into .venv and generates with the
-# real SmolLM2-135M-Instruct on CPU, autoregressively and speculatively with the draft that
-# ships in the package (sj.load("smollm2-135m-draft")), printing the text and ms/token.
-# Extra arguments go to the experiment, e.g. --config.max_new_tokens=128.
+# The main job on its embedded default: installs specjax (with the eval sets) into .venv and
+# reproduces Chen et al.'s Table 1 / Figure 1 in miniature with the real SmolLM2-135M-Instruct
+# on CPU: ArS vs SpS (the shipped distilled draft and prompt lookup) on ACLSum summarization
+# and HumanEval, greedy and nucleus, plus a K sweep (configs/table1.py:quick, a few minutes).
+# Outputs go to $WORKDIR (default runs/table1_quick); extra arguments go to the experiment,
+# e.g. --config.k=3. Re-running resumes (finished generations are kept).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash launch/setup_env.sh
+bash launch/setup_env.sh eval
 export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
-.venv/bin/python experiments/generate.py --config=configs/generate.py:smollm2 \
-    --config.draft=smollm2-135m-draft "$@"
+.venv/bin/python experiments/speedup_table.py --config=configs/table1.py:quick \
+    --workdir="${WORKDIR:-runs/table1_quick}" "$@"

