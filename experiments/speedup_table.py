@@ -50,8 +50,9 @@ def sampling_of(c) -> sj.Sampling:
 
 def check_config(cfg) -> None:
   """Every config error, raised before a model loads or anything compiles."""
-  for name, v, lo in [("k", cfg.k, 1), ("batch", cfg.batch, 1), ("pad_multiple", cfg.pad_multiple, 1),
-                      ("cost_repeats", cfg.cost_repeats, 1), ("cost_context", cfg.cost_context, 0)]:
+  for name, lo in [("k", 1), ("batch", 1), ("pad_multiple", 1), ("cost_repeats", 1),
+                   ("cost_context", 0)]:
+    v = cfg[name]
     if isinstance(v, bool) or not isinstance(v, int) or v < lo:
       raise ValueError(f"config.{name} must be an integer >= {lo}, got {v!r}")
   if not cfg.drafters:
@@ -80,7 +81,8 @@ def check_config(cfg) -> None:
   sw = cfg.sweep
   if sw.ks:
     if sw.task not in cfg.tasks:
-      raise ValueError(f"config.sweep.task {sw.task!r} is not one of config.tasks {list(cfg.tasks)}")
+      raise ValueError(f"config.sweep.task {sw.task!r} is not one of config.tasks "
+                       f"{list(cfg.tasks)}")
     if any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in sw.ks):
       raise ValueError(f"config.sweep.ks must be integers >= 0 (0 = ArS), got {list(sw.ks)}")
     if sw.prompts < 1 or sw.new_tokens < 1:
@@ -126,8 +128,16 @@ def timed(fn):
 
 
 # ---- records -----------------------------------------------------------------------------------
+def _items_key(items) -> tuple:
+  return tuple(tuple(x) for x in items)
+
+
 class Records:
-  """One JSON line per finished generation, appended as it finishes (resumable)."""
+  """One JSON line per finished generation, appended as it finishes (resumable).
+
+  A record is keyed by its method and its items, the (example, sample) pairs
+  it generated, so a config with more examples or samples finds the old ones.
+  """
 
   def __init__(self, path: str):
     self.path, self.rows = path, {}
@@ -139,16 +149,16 @@ class Records:
               r = json.loads(line)
             except json.JSONDecodeError:  # a line cut short by a kill: redone
               continue
-            self.rows[(r["method"], r["group"])] = r
+            self.rows[(r["method"], _items_key(r["items"]))] = r
 
-  def get(self, method: str, group: int):
-    return self.rows.get((method, group))
+  def get(self, method: str, items):
+    return self.rows.get((method, _items_key(items)))
 
   def add(self, record: dict):
     os.makedirs(os.path.dirname(self.path), exist_ok=True)
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")
-    self.rows[(record["method"], record["group"])] = record
+    self.rows[(record["method"], _items_key(record["items"]))] = record
 
 
 def method_names(cfg) -> List[str]:
@@ -174,18 +184,19 @@ def run_rows(cfg, workdir, target, drafters, task, mode, ids, progress) -> Dict[
   records = Records(os.path.join(workdir, "records", f"{task.name}.{mode}.jsonl"))
   methods = method_names(cfg)
   for g, group in enumerate(groups):
-    key = jax.random.fold_in(jax.random.key(cfg.seed), g)
+    e, s = group[0]  # the key follows the items, not the group's index: extensions keep it
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(cfg.seed), e), s)
     for j in range(len(methods)):
       method = methods[(g + j) % len(methods)]  # rotating order: no method always goes first
-      if records.get(method, g) is None:
+      if records.get(method, group) is None:
         out, dt = timed(generate_fn(method, target, drafters, [ids[e] for e, _ in group],
                                     tcfg.max_new_tokens, sampling, key, cfg, list(task.stop_ids)))
-        records.add(dict(method=method, group=g, items=group, seconds=dt,
+        records.add(dict(method=method, items=group, seconds=dt,
                          lengths=np.asarray(out.lengths).tolist(), texts=out.texts,
                          histogram=out.stats.accepted_histogram.tolist(),
                          target_calls=int(out.stats.target_calls)))
       progress.advance(task=task.name, mode=mode)
-  return {m: [records.get(m, g) for g in range(len(groups))] for m in methods}
+  return {m: [records.get(m, group) for group in groups] for m in methods}
 
 
 # ---- costs and predicted speedup --------------------------------------------------------------
@@ -266,19 +277,19 @@ def run_sweep(cfg, workdir, target, drafters, ids, progress) -> List[dict]:
     for j in range(len(sw.ks)):
       K = sw.ks[(p + j) % len(sw.ks)]
       method = f"K={K}"
-      if records.get(method, p) is None:
+      if records.get(method, [[p, 0]]) is None:
         kw = dict(max_new_tokens=sw.new_tokens, sampling=sampling, key=key, eos_id=None,
                   pad_multiple=cfg.pad_multiple)
         fn = (lambda: sj.generate(target, [prompt], **kw)) if K == 0 else \
             (lambda: sj.speculative_generate(target, drafters[draft_name], [prompt], k=K, **kw))
         out, dt = timed(fn)
-        records.add(dict(method=method, group=p, seconds=dt, lengths=np.asarray(out.lengths).tolist(),
-                         histogram=out.stats.accepted_histogram.tolist(),
+        records.add(dict(method=method, items=[[p, 0]], seconds=dt,
+                         lengths=np.asarray(out.lengths).tolist(), histogram=out.stats.accepted_histogram.tolist(),
                          target_calls=int(out.stats.target_calls)))
       progress.advance(task="sweep", K=K)
   rows = []
   for K in sorted(set(sw.ks)):
-    recs = [records.get(f"K={K}", p) for p in range(len(prompts))]
+    recs = [records.get(f"K={K}", [[p, 0]]) for p in range(len(prompts))]
     secs = np.array([r["seconds"] for r in recs])
     calls = sum(r["target_calls"] for r in recs)
     hist = np.sum([r["histogram"] for r in recs], axis=0)
@@ -415,7 +426,8 @@ def run(cfg, workdir: str) -> dict:
       if cfg.sweep.ks else []
   notes = ["XSum, CNN/DM and SAMSum cannot be had offline; ACLSum stands in for XSum.",
            "ms/token: generation wall time (prefill included, compilation excluded) / new tokens."]
-  greedy = [r for r in rows if r["method"] != ARS and cfg[r["task"]].modes[r["mode"]].temperature == 0]
+  greedy = [r for r in rows
+            if r["method"] != ARS and cfg[r["task"]].modes[r["mode"]].temperature == 0]
   if greedy:
     notes.append("greedy SpS completions identical to ArS: " + ", ".join(
         f"{r['task']} {r['method']} {100 * r['identical_to_ars']:.0f}%" for r in greedy))
@@ -451,5 +463,6 @@ def main(_):
 
 if __name__ == "__main__":  # flags defined here: tests import this module next to other mains
   _CONFIG = config_flags.DEFINE_config_file("config", "configs/table1.py:quick")
-  _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (resumed when it holds this run)")
+  _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (resumed when it holds "
+                                 "this run)")
   app.run(main)

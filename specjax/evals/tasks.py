@@ -100,7 +100,8 @@ def humaneval_problems() -> List[dict]:
 
 
 def code_prompt(problem: dict) -> str:
-  return chat_prompt(CODE_REQUEST.format(prompt=problem["prompt"]), system=None) + FENCE + "python\n"
+  request = chat_prompt(CODE_REQUEST.format(prompt=problem["prompt"]), system=None)
+  return request + FENCE + "python\n"
 
 
 def code_completion(text: str, tokenizer: Tokenizer) -> str:

@@ -23,7 +23,8 @@ def test_summarization_is_one_shot_with_a_train_paper_and_test_references(tokeni
   assert not train_ids & {ex.id for ex in task.examples}
   for ex, row in zip(task.examples, test):
     assert ex.references == (row["summary"]["approach"],)
-    assert ex.prompt.count("<|im_start|>user") == 2 and ex.prompt.count("<|im_start|>assistant") == 2
+    assert ex.prompt.count("<|im_start|>user") == 2
+    assert ex.prompt.count("<|im_start|>assistant") == 2
     assert ex.prompt.endswith("<|im_start|>assistant\n") and row["title"] in ex.prompt
   assert task.stop_ids == (tokenizer.eos_id,)
   assert task.extract(" They propose X.<|im_end|>") == "They propose X."

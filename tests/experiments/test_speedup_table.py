@@ -81,18 +81,28 @@ def test_greedy_sps_rows_give_the_ars_completions_and_metrics(finished):
   ars_texts = {}
   for line in open(os.path.join(workdir, "records", "code.greedy.jsonl")):
     rec = json.loads(line)
-    ars_texts.setdefault(rec["group"], rec["texts"])
-    assert rec["texts"] == ars_texts[rec["group"]]
+    ars_texts.setdefault(str(rec["items"]), rec["texts"])
+    assert rec["texts"] == ars_texts[str(rec["items"])]
 
 
 @needs_smollm2
-def test_a_rerun_resumes_without_generating_again(finished):
+def test_a_rerun_resumes_and_a_larger_config_only_adds_the_new_generations(finished):
   workdir, _ = finished
   before = _records(workdir)
-  proc = _run(workdir)
+  proc = _run(workdir, "--config.summarization.num_examples=3")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "resuming" in proc.stdout
-  assert _records(workdir) == before
+  after = _records(workdir)
+  assert set(after) == set(before)
+  for name, text in before.items():
+    assert after[name].startswith(text)  # nothing finished was redone or changed
+    added = [json.loads(line) for line in after[name][len(text):].splitlines()]
+    if name.startswith("summarization."):
+      assert sorted(r["method"] for r in added) == sorted(["ArS", "SpS[smollm2-135m-draft]",
+                                                           "SpS[lookup:3]"])
+      assert all(r["items"] == [[2, 0]] for r in added)
+    else:
+      assert added == []
 
 
 @needs_smollm2
