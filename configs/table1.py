@@ -52,7 +52,7 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     cfg.code.pass_at = [1, 2]
     cfg.code.samples.nucleus = 2
     cfg.sweep.prompts = 4
-  elif arg == "quick":  # the README's main command: about 8 minutes on 2 CPU cores (7m39s measured, half compiling)
+  elif arg == "quick":  # the README main command: ~8 min on 2 CPU cores (7m39s measured)
     cfg.drafters = ["smollm2-135m-draft", "lookup:3"]
     cfg.summarization.num_examples = 4
     cfg.code.num_examples = 4
