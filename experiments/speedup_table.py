@@ -165,13 +165,29 @@ def method_names(cfg) -> List[str]:
   return [ARS] + [f"SpS[{d}]" for d in cfg.drafters]
 
 
-def generate_fn(method: str, target, drafters, ids, max_new_tokens, sampling, key, cfg, eos_id):
-  kw = dict(max_new_tokens=max_new_tokens, sampling=sampling, key=key, eos_id=eos_id,
-            pad_multiple=cfg.pad_multiple)
-  if method == ARS:
+def drafter_name(method: str) -> str:
+  return method[len("SpS["):-1]
+
+
+def generation(target, draft, ids, k: int, **kw):
+  """A thunk for `timed`: ArS when `draft` is None, else SpS with `draft` and k."""
+  if draft is None:
     return lambda: sj.generate(target, ids, **kw)
-  draft = drafters[method[4:-1]]
-  return lambda: sj.speculative_generate(target, draft, ids, k=cfg.k, **kw)
+  return lambda: sj.speculative_generate(target, draft, ids, k=k, **kw)
+
+
+def record(method: str, items, out, seconds: float, texts: bool = True) -> dict:
+  r = dict(method=method, items=items, seconds=seconds, lengths=np.asarray(out.lengths).tolist(),
+           histogram=out.stats.accepted_histogram.tolist(),
+           target_calls=int(out.stats.target_calls))
+  return dict(r, texts=out.texts) if texts else r
+
+
+def stats_of(histogram) -> sj.Stats:
+  """Stats over summed records: the acceptance figures come from the histogram alone."""
+  z = np.int32(0)
+  return sj.Stats(target_calls=z, draft_calls=z, accepted_histogram_BG=np.asarray(histogram)[None],
+                  new_tokens_B=np.zeros((1,), np.int32))
 
 
 def run_rows(cfg, workdir, target, drafters, task, mode, ids, progress) -> Dict[str, list]:
@@ -189,12 +205,11 @@ def run_rows(cfg, workdir, target, drafters, task, mode, ids, progress) -> Dict[
     for j in range(len(methods)):
       method = methods[(g + j) % len(methods)]  # rotating order: no method always goes first
       if records.get(method, group) is None:
-        out, dt = timed(generate_fn(method, target, drafters, [ids[e] for e, _ in group],
-                                    tcfg.max_new_tokens, sampling, key, cfg, list(task.stop_ids)))
-        records.add(dict(method=method, items=group, seconds=dt,
-                         lengths=np.asarray(out.lengths).tolist(), texts=out.texts,
-                         histogram=out.stats.accepted_histogram.tolist(),
-                         target_calls=int(out.stats.target_calls)))
+        draft = None if method == ARS else drafters[drafter_name(method)]
+        out, dt = timed(generation(
+            target, draft, [ids[e] for e, _ in group], cfg.k, max_new_tokens=tcfg.max_new_tokens,
+            sampling=sampling, key=key, eos_id=list(task.stop_ids), pad_multiple=cfg.pad_multiple))
+        records.add(record(method, group, out, dt))
       progress.advance(task=task.name, mode=mode)
   return {m: [records.get(m, group) for group in groups] for m in methods}
 
@@ -234,9 +249,8 @@ def summarize_row(task, mode, method, recs, cfg, costs, ars_ms):
   row = dict(task=task.name, mode=mode, method=method, new_tokens=tokens, seconds=seconds,
              ms_per_token=ms, speedup=(ars_ms / ms) if ars_ms else 1.0)
   if method != ARS:
-    stats = sj.Stats(target_calls=np.int32(0), draft_calls=np.int32(0),
-                     accepted_histogram_BG=hist[None], new_tokens_B=np.array([tokens]))
-    cost = costs[method[4:-1]]
+    stats = stats_of(hist)
+    cost = costs[drafter_name(method)]
     row.update(acceptance_rate=stats.acceptance_rate, alpha=stats.alpha,
                mean_accepted_length=stats.mean_accepted_length, c=cost["c"], r=cost["r"],
                predicted_speedup=predicted_speedup(stats.alpha, k, cost["c"], cost["r"]))
@@ -278,29 +292,24 @@ def run_sweep(cfg, workdir, target, drafters, ids, progress) -> List[dict]:
       K = sw.ks[(p + j) % len(sw.ks)]
       method = f"K={K}"
       if records.get(method, [[p, 0]]) is None:
-        kw = dict(max_new_tokens=sw.new_tokens, sampling=sampling, key=key, eos_id=None,
-                  pad_multiple=cfg.pad_multiple)
-        fn = (lambda: sj.generate(target, [prompt], **kw)) if K == 0 else \
-            (lambda: sj.speculative_generate(target, drafters[draft_name], [prompt], k=K, **kw))
-        out, dt = timed(fn)
-        records.add(dict(method=method, items=[[p, 0]], seconds=dt,
-                         lengths=np.asarray(out.lengths).tolist(), histogram=out.stats.accepted_histogram.tolist(),
-                         target_calls=int(out.stats.target_calls)))
+        out, dt = timed(generation(
+            target, drafters[draft_name] if K else None, [prompt], K,
+            max_new_tokens=sw.new_tokens, sampling=sampling, key=key, eos_id=None,
+            pad_multiple=cfg.pad_multiple))
+        records.add(record(method, [[p, 0]], out, dt, texts=False))
       progress.advance(task="sweep", K=K)
   rows = []
   for K in sorted(set(sw.ks)):
     recs = [records.get(f"K={K}", [[p, 0]]) for p in range(len(prompts))]
     secs = np.array([r["seconds"] for r in recs])
     calls = sum(r["target_calls"] for r in recs)
-    hist = np.sum([r["histogram"] for r in recs], axis=0)
-    emitted = float((hist * (np.arange(K + 1) + 1)).sum())
-    proposed = float(hist.sum() * K)
+    stats = stats_of(np.sum([r["histogram"] for r in recs], axis=0))
     rows.append(dict(
         K=K, drafter=ARS if K == 0 else draft_name, prompts=len(recs),
         mean_s=float(secs.mean()), std_s=float(secs.std()), min_s=float(secs.min()),
         max_s=float(secs.max()),
-        accepted_over_k1=emitted / (hist.sum() * (K + 1)) if hist.sum() else float("nan"),
-        acceptance_rate=float((hist * np.arange(K + 1)).sum() / proposed) if proposed else 1.0,
+        accepted_over_k1=stats.mean_accepted_length / (K + 1),
+        acceptance_rate=stats.acceptance_rate if K else 1.0,
         ms_per_loop=1e3 * float(secs.sum()) / calls if calls else float("nan")))
   return rows
 

