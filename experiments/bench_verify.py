@@ -25,6 +25,7 @@ import numpy as np
 
 import specjax as sj
 from configs import model as model_configs
+from specjax.kernels import cpu_matmul
 from specjax.models import transformer
 
 FLAGS = flags.FLAGS
@@ -36,6 +37,9 @@ flags.DEFINE_list("ops", ["model", "attention", "mlp", "head"], "what to time")
 flags.DEFINE_integer("context", 256, "cached tokens before the call")
 flags.DEFINE_integer("calls", 8, "calls per timed jit")
 flags.DEFINE_integer("rounds", 3, "alternating rounds (median of per-round ratios)")
+flags.DEFINE_list("matmuls", ["xla", "auto"],
+                  "ModelConfig.matmul modes to compare side by side (auto: specjax's CPU kernel "
+                  "when built)")
 flags.DEFINE_string("out", "", "optional JSON output path")
 
 
@@ -102,8 +106,7 @@ def make_op(op: str, cfg: sj.ModelConfig, params, B: int, T: int, context: int):
 
     def fn(i, w, x):
       h = transformer.RMSNorm(cfg.norm_eps, cfg.jnp_dtype).apply(norm, _vary(x, i))
-      logits = jnp.einsum("btd,dv->btv" if untied else "btd,vd->btv", h, w,
-                          preferred_element_type=jnp.float32)
+      logits = cpu_matmul.dense(h, w, nt=not untied, mode=cfg.matmul, out_dtype=jnp.float32)
       return logits[0, -1, 0]
     return _loop(fn, FLAGS.calls), (w, x_BTD), 2 * B * T * D * V, itemsize * D * V
   raise ValueError(f"unknown op {op!r}; choose from model, attention, mlp, head")
@@ -123,36 +126,40 @@ def main(_):
   results = []
   print(f"backend {jax.default_backend()}, context {FLAGS.context}, calls {FLAGS.calls}, "
         f"rounds {FLAGS.rounds}")
-  print("| model | dtype | B | op | t(1) ms | " + " | ".join(f"r{T}" for T in Ts[1:]) +
-        f" | GFLOP/s at T={Ts[-1]} | GB/s at T=1 |")
-  print("|---|---|---|---|---|" + "---|" * (len(Ts) - 1) + "---|---|")
+  print(f"specjax CPU matmul kernel: {cpu_matmul.status()}")
+  print("| model | dtype | B | op | matmul | t(1) ms | t(1) / xla's | " +
+        " | ".join(f"r{T}" for T in Ts[1:]) + f" | GFLOP/s at T={Ts[-1]} | GB/s at T=1 |")
+  print("|---|---|---|---|---|---|---|" + "---|" * (len(Ts) - 1) + "---|---|")
   for name in FLAGS.models:
     base = sj.ModelConfig.from_dict(model_configs.get_config(name))
     for dtype in FLAGS.dtypes:
-      cfg = base.replace(dtype=dtype)
-      params = sj.init_params(cfg, jax.random.key(0))
+      params = sj.init_params(base.replace(dtype=dtype), jax.random.key(0))
       for B in [int(b) for b in FLAGS.batches]:
         for op in FLAGS.ops:
-          runs = {T: make_op(op, cfg, params, B, T, FLAGS.context) for T in Ts}
-          per_round = []
-          for _ in range(FLAGS.rounds):
-            per_round.append({T: seconds(runs[T][0], runs[T][1]) for T in Ts})
-          t1 = float(np.median([r[1] for r in per_round]))
-          ratios = {T: float(np.median([r[T] / r[1] for r in per_round])) for T in Ts}
-          tT = float(np.median([r[Ts[-1]] for r in per_round]))
-          row = dict(model=name, dtype=dtype, batch=B, op=op, t1_ms=1e3 * t1,
-                     r={str(T): ratios[T] for T in Ts},
-                     gflops_at_max_T=runs[Ts[-1]][2] / tT / 1e9,
-                     gb_s_at_1=runs[1][3] / t1 / 1e9)
-          results.append(row)
-          print(f"| {name} | {dtype} | {B} | {op} | {row['t1_ms']:.3f} | " +
-                " | ".join(f"{ratios[T]:.2f}" for T in Ts[1:]) +
-                f" | {row['gflops_at_max_T']:.1f} | {row['gb_s_at_1']:.1f} |", flush=True)
+          cases = [(m, T) for m in FLAGS.matmuls for T in Ts]
+          runs = {(m, T): make_op(op, base.replace(dtype=dtype, matmul=m), params, B, T,
+                                  FLAGS.context) for m, T in cases}
+          per_round = [{c: seconds(*runs[c][:2]) for c in cases} for _ in range(FLAGS.rounds)]
+          for m in FLAGS.matmuls:
+            t1 = float(np.median([r[m, 1] for r in per_round]))
+            ratios = {T: float(np.median([r[m, T] / r[m, 1] for r in per_round])) for T in Ts}
+            tT = float(np.median([r[m, Ts[-1]] for r in per_round]))
+            vs_xla = (float(np.median([r[m, 1] / r["xla", 1] for r in per_round]))
+                      if "xla" in FLAGS.matmuls else float("nan"))
+            row = dict(model=name, dtype=dtype, batch=B, op=op, matmul=m, t1_ms=1e3 * t1,
+                       t1_vs_xla=vs_xla, r={str(T): ratios[T] for T in Ts},
+                       gflops_at_max_T=runs[m, Ts[-1]][2] / tT / 1e9,
+                       gb_s_at_1=runs[m, 1][3] / t1 / 1e9)
+            results.append(row)
+            print(f"| {name} | {dtype} | {B} | {op} | {m} | {row['t1_ms']:.3f} | "
+                  f"{vs_xla:.2f} | " + " | ".join(f"{ratios[T]:.2f}" for T in Ts[1:]) +
+                  f" | {row['gflops_at_max_T']:.1f} | {row['gb_s_at_1']:.1f} |", flush=True)
           del runs
       del params
   if FLAGS.out:
     with open(FLAGS.out, "w") as f:
-      json.dump(dict(backend=jax.default_backend(), context=FLAGS.context, rows=results), f,
+      json.dump(dict(backend=jax.default_backend(), context=FLAGS.context,
+                     kernel=cpu_matmul.status(), rows=results), f,
                 indent=1)
 
 

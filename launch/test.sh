@@ -7,4 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash launch/setup_env.sh dev eval interop
 export JAX_PLATFORMS=cpu
+# setup_env.sh built the CPU matmul kernel: its tests must run, not skip.
+export SPECJAX_REQUIRE_KERNEL="${SPECJAX_REQUIRE_KERNEL:-1}"
 .venv/bin/python -m pytest -q "$@"

@@ -41,6 +41,10 @@ class ModelConfig:
   # projection zero-initialised (starts as the identity): a trainable adapter on a
   # self-draft (the target's first layers), whose own layers stay frozen.
   adapter_dim: int = 0
+  # How decode-sized products (<= 32 rows) run: "auto" routes fp32 ones on CPU through
+  # specjax's FFI kernel when it is built (specjax/kernels/cpu_matmul.py); "xla" keeps
+  # XLA's dot everywhere. GPU/TPU lowering uses XLA's dot either way.
+  matmul: str = "auto"
 
   def __post_init__(self):
     for name in ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads",
@@ -57,6 +61,8 @@ class ModelConfig:
       raise ValueError(f"ModelConfig.adapter_dim must be >= 0, got {self.adapter_dim}")
     if self.head_dim % 2:
       raise ValueError(f"ModelConfig.head_dim must be even for RoPE, got {self.head_dim}")
+    if self.matmul not in ("auto", "xla"):
+      raise ValueError(f"ModelConfig.matmul must be 'auto' or 'xla', got {self.matmul!r}")
     if self.dtype not in _DTYPES:
       raise ValueError(f"ModelConfig.dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
 

@@ -12,6 +12,7 @@ Positions: every row's tokens live at cache slot == position (prompts are
 right-padded), so a row's RoPE position is its slot index and `length_B` is
 both the next position and the number of live slots.
 """
+import functools
 from typing import Optional, Tuple
 
 import flax.linen as nn
@@ -19,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from specjax import sharding
+from specjax.kernels import cpu_matmul
 from specjax.models.config import ModelConfig
 from specjax.models.kv_cache import KVCache
 
@@ -87,9 +89,12 @@ class Attention(nn.Module):
     wk = _param(self, "wk_DKH", ("embed", "kv_heads", "head_dim"), (D, K, H), init, dt)
     wv = _param(self, "wv_DKH", ("embed", "kv_heads", "head_dim"), (D, K, H), init, dt)
     wo = _param(self, "wo_NHD", ("heads", "head_dim", "embed"), (N, H, D), init, dt)
-    q_BTNH = jnp.einsum("btd,dnh->btnh", x_BTD, wq)
-    k_BTKH = jnp.einsum("btd,dkh->btkh", x_BTD, wk)
-    v_BTKH = jnp.einsum("btd,dkh->btkh", x_BTD, wv)
+    B, T = positions_BT.shape
+    dense = functools.partial(cpu_matmul.dense, mode=c.matmul)
+    q_BTI, k_BTI, v_BTI = dense(x_BTD, wq.reshape(D, N * H), wk.reshape(D, K * H),
+                                wv.reshape(D, K * H))
+    q_BTNH = q_BTI.reshape(B, T, N, H)
+    k_BTKH, v_BTKH = k_BTI.reshape(B, T, K, H), v_BTI.reshape(B, T, K, H)
     if c.qkv_bias:
       zeros = nn.initializers.zeros
       q_BTNH += _param(self, "bq_NH", ("heads", "head_dim"), (N, H), zeros, dt)
@@ -98,7 +103,6 @@ class Attention(nn.Module):
     q_BTNH = rope(q_BTNH, positions_BT, c.rope_theta)
     k_BTKH = rope(k_BTKH, positions_BT, c.rope_theta)
 
-    B, T = positions_BT.shape
     G = N // K
     # Query rows of one kv head, ordered (g, t): [B, K, Q=G*T, H].
     q_BKQH = q_BTNH.reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B, K, G * T, H)
@@ -141,7 +145,7 @@ class Attention(nn.Module):
       new_kv = (_write(cache_k, k_BTKH, positions_BT), _write(cache_v, v_BTKH, positions_BT))
     out_BTI = out_BKQH.reshape(B, K, G, T, H).transpose(0, 3, 1, 2, 4).reshape(B, T, N * H)
     # A 2-D contraction: with 'btnh,nhd' XLA transposed (copied) wo every call.
-    return jnp.einsum("bti,id->btd", out_BTI, wo.reshape(N * H, D)), new_kv
+    return dense(out_BTI, wo.reshape(N * H, D)), new_kv
 
 
 class Mlp(nn.Module):
@@ -158,8 +162,10 @@ class Mlp(nn.Module):
     wu = _param(self, "wup_DF", ("embed", "mlp"), (c.d_model, c.d_ff), init, dt)
     wd = _param(self, "wdown_FD", ("mlp", "embed"), (c.d_ff, c.d_model),
                 nn.initializers.zeros if self.zero_out else init, dt)
-    h_BTF = jax.nn.silu(x_BTD @ wg) * (x_BTD @ wu)
-    return h_BTF @ wd
+    dense = functools.partial(cpu_matmul.dense, mode=c.matmul)
+    g_BTF, u_BTF = dense(x_BTD, wg, wu)
+    h_BTF = jax.nn.silu(g_BTF) * u_BTF
+    return dense(h_BTF, wd)
 
 
 class Block(nn.Module):
@@ -223,11 +229,11 @@ class Transformer(nn.Module):
     if logits_at_B is not None:
       x_BTD = jnp.take_along_axis(x_BTD, logits_at_B[:, None, None].astype(jnp.int32), axis=1)
     if c.tie_embeddings:
-      logits_BTU = jnp.einsum("btd,vd->btv", x_BTD, embedding_VD[:U],
-                              preferred_element_type=jnp.float32)
+      logits_BTU = cpu_matmul.dense(x_BTD, embedding_VD, nt=True, ns=(U,), mode=c.matmul,
+                                    out_dtype=jnp.float32)
     else:
       head_DU = _param(self, "lm_head_DV", ("embed", "vocab"), (c.d_model, U), init, dt)
-      logits_BTU = jnp.einsum("btd,dv->btv", x_BTD, head_DU, preferred_element_type=jnp.float32)
+      logits_BTU = cpu_matmul.dense(x_BTD, head_DU, mode=c.matmul, out_dtype=jnp.float32)
     logits_BTU = logits_BTU.astype(jnp.float32)
     if c.sub_vocab and not head_logits:  # scatter into the full vocab; -inf: q = 0 there
       logits_BTU = jnp.full(logits_BTU.shape[:2] + (V,), -jnp.inf, jnp.float32).at[

@@ -16,8 +16,9 @@ def test_bench_verify_prints_ratios_for_every_op(tmp_path):
       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
   lines = [l for l in proc.stdout.splitlines() if l.startswith("| tiny |")]
-  assert len(lines) == 2 * 4  # batches x ops
+  assert len(lines) == 2 * 4 * 2  # batches x ops x matmuls (xla, auto)
   import json
   rows = json.loads(out.read_text())["rows"]
   assert {r["op"] for r in rows} == {"model", "attention", "mlp", "head"}
+  assert {r["matmul"] for r in rows} == {"xla", "auto"}
   assert all(r["r"]["1"] == 1.0 and r["r"]["3"] > 0 for r in rows)

@@ -76,7 +76,8 @@ def test_logits_at_selects_one_position_per_row():
   at = jnp.array([0, 5, 21])
   one, _ = sj.forward(model.params, model.config, jnp.asarray(tokens), logits_at_B=at)
   assert one.shape == (3, 1, model.config.vocab_size)
-  np.testing.assert_allclose(one[:, 0], full[jnp.arange(3), at], atol=1e-6)
+  # 3 rows go through the CPU matmul kernel, 66 through XLA's GEMM: float32 tolerance.
+  np.testing.assert_allclose(one[:, 0], full[jnp.arange(3), at], atol=1e-5, rtol=1e-5)
 
 
 def test_params_carry_logical_axis_names():

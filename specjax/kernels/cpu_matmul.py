@@ -1,0 +1,127 @@
+"""Small-M fp32 matmuls on CPU through an XLA FFI kernel, with XLA's dot as the fallback.
+
+Why: speculative sampling needs the target to score K + 1 tokens for about the price of one.
+XLA:CPU multiplies a [1, K] row by a weight matrix as a memory-bound GEMV, but from 2 rows on
+it switches to GEMM kernels that cost up to twice as much (docs/verification_cpu.md). The
+kernel in `cpu_matmul.cc` streams each weight once for up to 6 rows at a time, so 5 rows cost
+about what 1 does, and takes several weights that share an input (q/k/v, gate/up) in one
+call. It is built by `python -m specjax.kernels.build` (run by
+`launch/setup_env.sh`) into `_cpu_matmul.so` next to this file.
+
+`matmuls(x, ws)` takes the kernel when all of these hold, else `jnp.dot`:
+- the library is built, loads, and the CPU has AVX2 + FMA (`status()` says why not);
+- the model config asks for it (`ModelConfig.matmul == "auto"`, the default);
+- fp32 operands, and at most `MAX_ROWS` rows (decode and verification; prefill and training
+  keep XLA's GEMM);
+- no multi-device placement is active (the custom call has no sharding rule);
+- the program is lowered for CPU (`lax.platform_dependent`): on GPU/TPU nothing changes.
+It is differentiable (its JVP uses XLA dots), and runs inside jit and `lax.while_loop`.
+"""
+import ctypes
+import functools
+import os
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+from specjax import sharding
+
+TARGET = "specjax_cpu_matmul"
+LIB_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_cpu_matmul.so")
+MAX_ROWS = 32  # rows (batch x tokens) up to which the kernel is used
+_ISA = {1: "avx2", 2: "avx512"}
+
+
+@functools.lru_cache(maxsize=None)
+def _load() -> Optional[str]:
+  """Loads and registers the kernel once: None if it is ready, else why it is not."""
+  if os.environ.get("SPECJAX_CPU_MATMUL", "") == "xla":
+    return "disabled by SPECJAX_CPU_MATMUL=xla"
+  if not os.path.exists(LIB_PATH):
+    return f"{LIB_PATH} is not built (python -m specjax.kernels.build)"
+  try:
+    lib = ctypes.cdll.LoadLibrary(LIB_PATH)
+    level = lib.specjax_cpu_matmul_isa()
+  except (OSError, AttributeError) as e:
+    return f"{LIB_PATH} does not load: {e}"
+  if level not in _ISA:
+    return "this CPU has neither AVX-512 nor AVX2 + FMA"
+  jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.SpecjaxCpuMatmul), platform="cpu")
+  return None
+
+
+def status() -> str:
+  """'avx512' or 'avx2' when the kernel is in use on CPU, else why not."""
+  why = _load()
+  if why is not None:
+    return why
+  return _ISA[ctypes.cdll.LoadLibrary(LIB_PATH).specjax_cpu_matmul_isa()]
+
+
+def available() -> bool:
+  return _load() is None
+
+
+def _xla(x_MK, ws, nt: bool, ns, out_dtype=None):
+  """The fallback, and the path on GPU/TPU: the dots the model used before the kernel."""
+  if nt:
+    return tuple(jnp.einsum("mk,nk->mn", x_MK, w[:n], preferred_element_type=out_dtype)
+                 for w, n in zip(ws, ns))
+  return tuple(jnp.dot(x_MK, w, preferred_element_type=out_dtype) for w in ws)
+
+
+def _ffi(x_MK, ws, nt: bool, ns):
+  outs = tuple(jax.ShapeDtypeStruct((x_MK.shape[0], n), jnp.float32) for n in ns)
+  return tuple(jax.ffi.ffi_call(TARGET, outs)(x_MK, *ws, nt=nt))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _kernel(x_MK, ws, nt: bool, ns):
+  return jax.lax.platform_dependent(x_MK, ws, cpu=functools.partial(_ffi, nt=nt, ns=ns),
+                                    default=functools.partial(_xla, nt=nt, ns=ns))
+
+
+@_kernel.defjvp
+def _kernel_jvp(nt, ns, primals, tangents):
+  (x_MK, ws), (dx_MK, dws) = primals, tangents
+  dys = [a + b for a, b in zip(_xla(dx_MK, ws, nt, ns), _xla(x_MK, dws, nt, ns))]
+  return _kernel(x_MK, ws, nt, ns), tuple(dys)
+
+
+def uses_kernel(rows: int, dtype, mode: str = "auto") -> bool:
+  """Whether `matmuls` takes the FFI kernel for `rows` rows of `dtype` (at trace time)."""
+  if mode != "auto" or rows > MAX_ROWS or jnp.dtype(dtype) != jnp.float32:
+    return False
+  placement = sharding._ACTIVE.get()
+  if placement is not None and placement.mesh.size > 1:
+    return False
+  return available()
+
+
+def matmuls(x_MK, ws, nt: bool = False, ns=None, mode: str = "auto", out_dtype=None):
+  """([M, K] @ w for w in ws): one kernel call for all of them (they share x).
+
+  Each w is [K, N], or [N', K] with `nt` (its first n rows, n from `ns`; default N').
+  `out_dtype` as jnp.dot's `preferred_element_type` (the kernel itself is fp32 only).
+  """
+  ws = tuple(ws)
+  if x_MK.ndim != 2 or any(w.ndim != 2 for w in ws):
+    raise ValueError(f"matmuls takes 2-D x and ws, got {x_MK.shape} and "
+                     f"{[w.shape for w in ws]}")
+  if ns is None:
+    ns = tuple(w.shape[0] if nt else w.shape[1] for w in ws)
+  ns = tuple(int(n) for n in ns)
+  if (uses_kernel(x_MK.shape[0], x_MK.dtype, mode) and
+      all(w.dtype == jnp.float32 for w in ws)):
+    return _kernel(x_MK, ws, nt, ns)
+  return _xla(x_MK, ws, nt, ns, out_dtype)
+
+
+def dense(x_BTK, *ws, nt: bool = False, ns=None, mode: str = "auto", out_dtype=None):
+  """`matmuls` over the last axis of a [..., K] activation: one array per w (a tuple for
+  several, the array itself for one)."""
+  lead = x_BTK.shape[:-1]
+  ys = matmuls(x_BTK.reshape(-1, x_BTK.shape[-1]), ws, nt, ns, mode, out_dtype)
+  ys = tuple(y.reshape(*lead, y.shape[-1]) for y in ys)
+  return ys[0] if len(ys) == 1 else ys
