@@ -7,7 +7,7 @@ setup(
     # configs/ and experiments/ are installed too, so `python experiments/x.py` can import them.
     packages=find_packages(include=["specjax", "specjax.*", "configs", "experiments"]),
     # Checkpoints that ship with the package (sj.load("smollm2-135m-draft")).
-    package_data={"specjax": ["data/**/*"]},
+    package_data={"specjax": ["data/**/*", "kernels/*.cc", "kernels/*.inc"]},
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.10.0,<0.11",

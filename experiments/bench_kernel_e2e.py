@@ -1,7 +1,7 @@
 """End to end, before and after the CPU matmul kernel: ArS and SpS on a Table 1 task, side by side.
 
   python experiments/bench_kernel_e2e.py --config=configs/table1.py:medium --task=code \
-      --examples=10 --out=runs/kernel_e2e.json
+      --examples=8 --drafters=smollm2-135m-draft,lookup:3 --out=runs/kernel_e2e.json
 
 For each example, every method (ArS, and SpS with each of the config's drafters) runs
 with the target's (and a model draft's) `ModelConfig.matmul` set to "xla" (before: XLA's
@@ -29,6 +29,7 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/table1.py:medium", "a Table 1 preset")
 flags.DEFINE_string("task", "code", "summarization or code")
 flags.DEFINE_integer("examples", 10, "the task's first N examples")
+flags.DEFINE_list("drafters", None, "drafters (default: the config's)")
 flags.DEFINE_list("modes", ["greedy", "nucleus"], "sampling modes of the task's config")
 flags.DEFINE_list("matmuls", ["xla", "auto"], "ModelConfig.matmul values (the first: baseline)")
 flags.DEFINE_integer("context", 256, "context of the r5 measurement")
@@ -41,6 +42,8 @@ def with_matmul(model, matmul: str):
 
 def main(_):
   cfg = FLAGS.config
+  if FLAGS.drafters:
+    cfg.drafters = list(FLAGS.drafters)
   st.check_config(cfg)
   tcfg = cfg[FLAGS.task]
   tcfg.num_examples = FLAGS.examples

@@ -12,7 +12,7 @@ call. It is built by `python -m specjax.kernels.build` (run by
 - the library is built, loads, and the CPU has AVX2 + FMA (`status()` says why not);
 - the model config asks for it (`ModelConfig.matmul == "auto"`, the default);
 - fp32 operands, and at most `MAX_ROWS` rows (decode and verification; prefill and training
-  keep XLA's GEMM);
+  keep XLA's GEMM), except single rows where XLA's GEMV measured faster (`uses_kernel`);
 - no multi-device placement is active (the custom call has no sharding rule);
 - the program is lowered for CPU (`lax.platform_dependent`): on GPU/TPU nothing changes.
 It is differentiable (its JVP uses XLA dots), and runs inside jit and `lax.while_loop`.
@@ -30,6 +30,12 @@ from specjax import sharding
 TARGET = "specjax_cpu_matmul"
 LIB_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_cpu_matmul.so")
 MAX_ROWS = 32  # rows (batch x tokens) up to which the kernel is used
+# One row is a GEMV, which XLA already runs near memory bandwidth. There the kernel loses
+# on the tied vocab head (nt: 1.20x XLA's time for SmolLM2's [49152, 576]) and on the ~1B
+# MLP's [2048, 8192] and [8192, 2048] (1.25x for the MLP, 1.32x and 1.10x apart: a column
+# block walks one page per row of w), and wins on smaller weights (SmolLM2's MLP: 0.82x).
+# So a single row takes the kernel only for weights of at most _GEMV_MAX_DIM rows and columns.
+_GEMV_MAX_DIM = 4096
 _ISA = {1: "avx2", 2: "avx512"}
 
 
@@ -73,7 +79,8 @@ def _xla(x_MK, ws, nt: bool, ns, out_dtype=None):
 
 def _ffi(x_MK, ws, nt: bool, ns):
   outs = tuple(jax.ShapeDtypeStruct((x_MK.shape[0], n), jnp.float32) for n in ns)
-  return tuple(jax.ffi.ffi_call(TARGET, outs)(x_MK, *ws, nt=nt))
+  # Under vmap (the kernel is 2-D only) the batch runs as a loop of calls.
+  return tuple(jax.ffi.ffi_call(TARGET, outs, vmap_method="sequential")(x_MK, *ws, nt=nt))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
@@ -89,9 +96,13 @@ def _kernel_jvp(nt, ns, primals, tangents):
   return _kernel(x_MK, ws, nt, ns), tuple(dys)
 
 
-def uses_kernel(rows: int, dtype, mode: str = "auto") -> bool:
-  """Whether `matmuls` takes the FFI kernel for `rows` rows of `dtype` (at trace time)."""
+def uses_kernel(rows: int, dtype, mode: str = "auto", nt: bool = False,
+                shapes=()) -> bool:
+  """Whether `matmuls` takes the FFI kernel for `rows` rows of `dtype` and weights of
+  `shapes` (at trace time)."""
   if mode != "auto" or rows > MAX_ROWS or jnp.dtype(dtype) != jnp.float32:
+    return False
+  if rows == 1 and (nt or any(max(s) > _GEMV_MAX_DIM for s in shapes)):
     return False
   placement = sharding._ACTIVE.get()
   if placement is not None and placement.mesh.size > 1:
@@ -112,7 +123,7 @@ def matmuls(x_MK, ws, nt: bool = False, ns=None, mode: str = "auto", out_dtype=N
   if ns is None:
     ns = tuple(w.shape[0] if nt else w.shape[1] for w in ws)
   ns = tuple(int(n) for n in ns)
-  if (uses_kernel(x_MK.shape[0], x_MK.dtype, mode) and
+  if (uses_kernel(x_MK.shape[0], x_MK.dtype, mode, nt, [w.shape for w in ws]) and
       all(w.dtype == jnp.float32 for w in ws)):
     return _kernel(x_MK, ws, nt, ns)
   return _xla(x_MK, ws, nt, ns, out_dtype)

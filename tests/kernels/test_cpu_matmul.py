@@ -52,9 +52,12 @@ def test_kernel_matches_xla_on_model_shapes(M, K, N, nt):
   rng = np.random.default_rng(M * 7 + K + N)
   x = jnp.asarray(rng.standard_normal((M, K), np.float32))
   w = jnp.asarray(rng.standard_normal((N, K) if nt else (K, N), np.float32))
-  (got,) = jax.jit(lambda x, w: cpu_matmul.matmuls(x, [w], nt=nt))(x, w)
+  (got,) = jax.jit(lambda x, w: cpu_matmul._kernel(x, (w,), nt, (N,)))(x, w)  # the kernel
   _assert_close(got, x, w, nt)
-  assert "specjax_cpu_matmul" in _hlo(lambda x, w: cpu_matmul.matmuls(x, [w], nt=nt), x, w)
+  # matmuls takes it except for the single rows where XLA's GEMV is faster.
+  gemv = M == 1 and (nt or max(K, N) > cpu_matmul._GEMV_MAX_DIM)
+  taken = "specjax_cpu_matmul" in _hlo(lambda x, w: cpu_matmul.matmuls(x, [w], nt=nt), x, w)
+  assert taken == (not gemv)
 
 
 @needs_kernel
@@ -96,6 +99,7 @@ def test_when_the_kernel_is_taken():
   assert not taken(x, w, mode="xla")
   assert not taken(jnp.ones((cpu_matmul.MAX_ROWS + 1, 64), jnp.float32), w)  # prefill size
   assert not taken(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16))
+  assert taken(x[:1], w) and not taken(x[:1], w.T, nt=True)  # 1 row: XLA's GEMV for a head
   mesh = sharding.make_mesh((1, len(jax.devices())))
   with sharding.active(sharding.Placement(mesh)):  # no sharding rule for the custom call
     assert not taken(x, w)
@@ -158,3 +162,13 @@ def test_gpu_and_tpu_lowering_keeps_xla_dot():
   assert "specjax_cpu_matmul" in text("cpu")
   for platform in ("cuda", "tpu"):
     assert "specjax_cpu_matmul" not in text(platform)
+
+
+@needs_kernel
+def test_vmap_runs_the_kernel_per_item():
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.standard_normal((3, 4, 64), np.float32))
+  w = jnp.asarray(rng.standard_normal((64, 40), np.float32))
+  got = jax.jit(jax.vmap(lambda x: cpu_matmul.matmuls(x, [w])[0]))(x)
+  for i in range(3):
+    _assert_close(got[i], x[i], w, nt=False)
