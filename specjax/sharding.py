@@ -115,9 +115,14 @@ def active(placement: Optional[Placement]):
     _ACTIVE.reset(token)
 
 
+def current() -> Optional[Placement]:
+  """The placement a sampler is tracing under (None: unsharded)."""
+  return _ACTIVE.get()
+
+
 def constrain(x: jax.Array, logical_axes: Sequence[Optional[str]]) -> jax.Array:
   """The one helper for activation sharding: a no-op without an active placement."""
-  placement = _ACTIVE.get()
+  placement = current()
   if placement is None:
     return x
   return jax.lax.with_sharding_constraint(x, placement.sharding(tuple(logical_axes)))
@@ -125,7 +130,7 @@ def constrain(x: jax.Array, logical_axes: Sequence[Optional[str]]) -> jax.Array:
 
 def constrain_cache(cache):
   """Keeps a KV cache sharded as CACHE_AXES (batch, kv_heads) say."""
-  if _ACTIVE.get() is None:
+  if current() is None:
     return cache
   c = lambda a: constrain(a, CACHE_AXES)
   return cache.replace(k=tuple(map(c, cache.k)), v=tuple(map(c, cache.v)),
@@ -161,7 +166,7 @@ def split_for_process(items: Sequence, process_index: Optional[int] = None,
 
 def replicate(x: jax.Array) -> jax.Array:
   """Makes a result whole on every device (so every process can read it)."""
-  placement = _ACTIVE.get()
+  placement = current()
   if placement is None:
     return x
   return jax.lax.with_sharding_constraint(x, placement.replicated())

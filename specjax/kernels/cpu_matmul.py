@@ -20,7 +20,7 @@ It is differentiable (its JVP uses XLA dots), and runs inside jit and `lax.while
 import ctypes
 import functools
 import os
-from typing import Optional
+from typing import Tuple
 
 import jax
 import jax.numpy as jnp
@@ -40,33 +40,30 @@ _ISA = {1: "avx2", 2: "avx512"}
 
 
 @functools.lru_cache(maxsize=None)
-def _load() -> Optional[str]:
-  """Loads and registers the kernel once: None if it is ready, else why it is not."""
+def _load() -> Tuple[int, str]:
+  """Loads and registers the kernel once: (ISA level, 'avx512'/'avx2'), or (0, why not)."""
   if os.environ.get("SPECJAX_CPU_MATMUL", "") == "xla":
-    return "disabled by SPECJAX_CPU_MATMUL=xla"
+    return 0, "disabled by SPECJAX_CPU_MATMUL=xla"
   if not os.path.exists(LIB_PATH):
-    return f"{LIB_PATH} is not built (python -m specjax.kernels.build)"
+    return 0, f"{LIB_PATH} is not built (python -m specjax.kernels.build)"
   try:
     lib = ctypes.cdll.LoadLibrary(LIB_PATH)
     level = lib.specjax_cpu_matmul_isa()
   except (OSError, AttributeError) as e:
-    return f"{LIB_PATH} does not load: {e}"
+    return 0, f"{LIB_PATH} does not load: {e}"
   if level not in _ISA:
-    return "this CPU has neither AVX-512 nor AVX2 + FMA"
+    return 0, "this CPU has neither AVX-512 nor AVX2 + FMA"
   jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.SpecjaxCpuMatmul), platform="cpu")
-  return None
+  return level, _ISA[level]
 
 
 def status() -> str:
   """'avx512' or 'avx2' when the kernel is in use on CPU, else why not."""
-  why = _load()
-  if why is not None:
-    return why
-  return _ISA[ctypes.cdll.LoadLibrary(LIB_PATH).specjax_cpu_matmul_isa()]
+  return _load()[1]
 
 
 def available() -> bool:
-  return _load() is None
+  return _load()[0] > 0
 
 
 def _xla(x_MK, ws, nt: bool, ns, out_dtype=None):
@@ -96,15 +93,15 @@ def _kernel_jvp(nt, ns, primals, tangents):
   return _kernel(x_MK, ws, nt, ns), tuple(dys)
 
 
-def uses_kernel(rows: int, dtype, mode: str = "auto", nt: bool = False,
-                shapes=()) -> bool:
-  """Whether `matmuls` takes the FFI kernel for `rows` rows of `dtype` and weights of
-  `shapes` (at trace time)."""
-  if mode != "auto" or rows > MAX_ROWS or jnp.dtype(dtype) != jnp.float32:
+def uses_kernel(x_MK, ws, nt: bool = False, mode: str = "auto") -> bool:
+  """Whether `matmuls` takes the FFI kernel for these operands (at trace time)."""
+  rows = x_MK.shape[0]
+  if (mode != "auto" or rows > MAX_ROWS or
+      any(a.dtype != jnp.float32 for a in (x_MK, *ws))):
     return False
-  if rows == 1 and (nt or any(max(s) > _GEMV_MAX_DIM for s in shapes)):
+  if rows == 1 and (nt or any(max(w.shape) > _GEMV_MAX_DIM for w in ws)):
     return False
-  placement = sharding._ACTIVE.get()
+  placement = sharding.current()
   if placement is not None and placement.mesh.size > 1:
     return False
   return available()
@@ -123,8 +120,7 @@ def matmuls(x_MK, ws, nt: bool = False, ns=None, mode: str = "auto", out_dtype=N
   if ns is None:
     ns = tuple(w.shape[0] if nt else w.shape[1] for w in ws)
   ns = tuple(int(n) for n in ns)
-  if (uses_kernel(x_MK.shape[0], x_MK.dtype, mode, nt, [w.shape for w in ws]) and
-      all(w.dtype == jnp.float32 for w in ws)):
+  if uses_kernel(x_MK, ws, nt, mode):
     return _kernel(x_MK, ws, nt, ns)
   return _xla(x_MK, ws, nt, ns, out_dtype)
 
