@@ -20,7 +20,10 @@ WORKDIR gets table.md (also printed), table.csv, results.json, k_sweep.csv,
 k_sweep.png; records/ keeps every generation, so re-running resumes, and a
 config with more examples, samples, drafters or Ks extends the run without
 redoing what is there. A config that changes finished results (target, K,
-seed, max tokens, ...) is refused: use a new workdir.
+seed, max tokens, ...) is refused: use a new workdir. `--report_only` generates
+nothing and writes the outputs from the records there (say, of a run still going
+on): each row over the examples every method has finished, the sweep over the
+prompts that have every K, marked partial, with the c and r last measured.
 """
 import csv
 import json
@@ -28,7 +31,7 @@ import os
 import platform
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 from absl import app, flags
 import jax
@@ -42,6 +45,7 @@ from specjax.training import checkpointing
 from specjax.training.metrics import Progress, write_summary
 
 ARS = "ArS"
+COSTS_FILE = "costs.json"  # c and r as last measured, by context: read by --report_only
 
 
 def sampling_of(c) -> sj.Sampling:
@@ -190,8 +194,13 @@ def stats_of(histogram) -> sj.Stats:
                   new_tokens_B=np.zeros((1,), np.int32))
 
 
-def run_rows(cfg, workdir, target, drafters, task, mode, ids, progress) -> Dict[str, list]:
-  """Generates every (example, sample) of one task and mode with every method."""
+def run_rows(cfg, workdir, target, drafters, task, mode, ids, progress,
+             generate: bool = True) -> Tuple[list, Dict[str, list]]:
+  """Generates every (example, sample) of one task and mode with every method.
+
+  Returns the groups of items (one generate call each) and, per method, the
+  record of each group: None where it is missing (only when not `generate`).
+  """
   tcfg = cfg[task.name]
   sampling = sampling_of(tcfg.modes[mode])
   n = tcfg.samples[mode]
@@ -204,14 +213,29 @@ def run_rows(cfg, workdir, target, drafters, task, mode, ids, progress) -> Dict[
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(cfg.seed), e), s)
     for j in range(len(methods)):
       method = methods[(g + j) % len(methods)]  # rotating order: no method always goes first
-      if records.get(method, group) is None:
+      if records.get(method, group) is not None or not generate:
+        progress.skip()
+      else:
         draft = None if method == ARS else drafters[drafter_name(method)]
         out, dt = timed(generation(
             target, draft, [ids[e] for e, _ in group], cfg.k, max_new_tokens=tcfg.max_new_tokens,
             sampling=sampling, key=key, eos_id=list(task.stop_ids), pad_multiple=cfg.pad_multiple))
         records.add(record(method, group, out, dt))
-      progress.advance(task=task.name, mode=mode)
-  return {m: [records.get(m, group) for group in groups] for m in methods}
+        progress.advance(task=task.name, mode=mode)
+  return groups, {m: [records.get(m, group) for group in groups] for m in methods}
+
+
+def finished_part(groups, recs) -> Tuple[List[int], Dict[str, list]]:
+  """The examples every method has finished every sample of, and their records.
+
+  A partial run (--report_only) is summarized over these alone, so that every
+  row of a task and mode compares the methods on the same examples.
+  """
+  unfinished = {e for g, group in enumerate(groups) if any(r[g] is None for r in recs.values())
+                for e, _ in group}
+  keep = [g for g, group in enumerate(groups) if not unfinished & {e for e, _ in group}]
+  examples = sorted({e for g in keep for e, _ in groups[g]})
+  return examples, {m: [r[g] for g in keep] for m, r in recs.items()}
 
 
 # ---- costs and predicted speedup --------------------------------------------------------------
@@ -241,6 +265,7 @@ def predicted_speedup(a: float, k: int, c: float, r: float) -> float:
 
 
 def summarize_row(task, mode, method, recs, cfg, costs, ars_ms):
+  """One table row; c, r and the predicted speedup only where `costs` has the drafter."""
   k = cfg.k
   hist = np.sum([r["histogram"] for r in recs], axis=0)
   tokens = int(sum(sum(r["lengths"]) for r in recs))
@@ -250,21 +275,25 @@ def summarize_row(task, mode, method, recs, cfg, costs, ars_ms):
              ms_per_token=ms, speedup=(ars_ms / ms) if ars_ms else 1.0)
   if method != ARS:
     stats = stats_of(hist)
-    cost = costs[drafter_name(method)]
     row.update(acceptance_rate=stats.acceptance_rate, alpha=stats.alpha,
-               mean_accepted_length=stats.mean_accepted_length, c=cost["c"], r=cost["r"],
-               predicted_speedup=predicted_speedup(stats.alpha, k, cost["c"], cost["r"]))
+               mean_accepted_length=stats.mean_accepted_length)
+    cost = (costs or {}).get(drafter_name(method))
+    if cost:
+      row.update(c=cost["c"], r=cost["r"],
+                 predicted_speedup=predicted_speedup(stats.alpha, k, cost["c"], cost["r"]))
   return row
 
 
-def score_rows(task, mode, rows_recs, workdir) -> Dict[str, dict]:
-  """Task metrics per method, cached by the completions they score (code runs programs)."""
+def score_rows(task, mode, rows_recs, workdir, examples: List[int]) -> Dict[str, dict]:
+  """Task metrics per method over `examples` (indices), cached by the completions they score
+  (code runs programs)."""
   out = {}
+  index = {e: i for i, e in enumerate(examples)}
   for method, recs in rows_recs.items():
-    preds = [[] for _ in task.examples]
+    preds = [[] for _ in examples]
     for r in recs:
       for (e, _), text in zip(r["items"], r["texts"]):
-        preds[e].append(task.extract(text))
+        preds[index[e]].append(task.extract(text))
     path = os.path.join(workdir, "scores", f"{task.name}.{mode}.{method}.json")
     key = json.dumps(preds)
     if os.path.exists(path):
@@ -273,14 +302,15 @@ def score_rows(task, mode, rows_recs, workdir) -> Dict[str, dict]:
       if cached["key"] == key:
         out[method] = cached["metrics"]
         continue
-    metrics = task.score(task.examples, preds)
+    metrics = task.score([task.examples[e] for e in examples], preds)
     write_summary(path, dict(key=key, metrics=metrics))
     out[method] = metrics
   return out
 
 
 # ---- K sweep (Figure 1) ------------------------------------------------------------------------
-def run_sweep(cfg, workdir, target, drafters, ids, progress) -> List[dict]:
+def run_sweep(cfg, workdir, target, drafters, ids, progress, generate: bool = True) -> List[dict]:
+  """The K sweep's rows, over the prompts that have every K (all of them unless not `generate`)."""
   sw = cfg.sweep
   sampling = sampling_of(sw.sampling)
   draft_name = cfg.drafters[0]
@@ -291,16 +321,22 @@ def run_sweep(cfg, workdir, target, drafters, ids, progress) -> List[dict]:
     for j in range(len(sw.ks)):
       K = sw.ks[(p + j) % len(sw.ks)]
       method = f"K={K}"
-      if records.get(method, [[p, 0]]) is None:
+      if records.get(method, [[p, 0]]) is not None or not generate:
+        progress.skip()
+      else:
         out, dt = timed(generation(
             target, drafters[draft_name] if K else None, [prompt], K,
             max_new_tokens=sw.new_tokens, sampling=sampling, key=key, eos_id=None,
             pad_multiple=cfg.pad_multiple))
         records.add(record(method, [[p, 0]], out, dt, texts=False))
-      progress.advance(task="sweep", K=K)
+        progress.advance(task="sweep", K=K)
+  done = [p for p in range(len(prompts))
+          if all(records.get(f"K={K}", [[p, 0]]) is not None for K in sw.ks)]
+  if not done:
+    return []
   rows = []
   for K in sorted(set(sw.ks)):
-    recs = [records.get(f"K={K}", [[p, 0]]) for p in range(len(prompts))]
+    recs = [records.get(f"K={K}", [[p, 0]]) for p in done]
     secs = np.array([r["seconds"] for r in recs])
     calls = sum(r["target_calls"] for r in recs)
     stats = stats_of(np.sum([r["histogram"] for r in recs], axis=0))
@@ -388,40 +424,76 @@ def machine() -> dict:
 
 
 class _Progress(Progress):
-  def __init__(self, total, initial=0):
-    super().__init__(total, initial)
-    self.step = initial
+  """Counts every step; those already recorded (skipped) do not count in the rate and ETA."""
+
+  def __init__(self, total, **kw):
+    super().__init__(total, **kw)
+    self.step = 0
 
   def advance(self, **fields):
     self.step += 1
     self.update(self.step, **fields)
 
+  def skip(self):
+    self.step += 1
+    self.initial += 1
 
-def run(cfg, workdir: str) -> dict:
+
+def load_costs(workdir: str) -> Dict[str, dict]:
+  path = os.path.join(workdir, COSTS_FILE)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
+def run(cfg, workdir: str, report_only: bool = False) -> dict:
+  """Runs (or resumes) the experiment in `workdir` and writes its outputs.
+
+  With `report_only`, generates nothing: writes the outputs from the records
+  already there (a run may be going on), each row over the examples that every
+  method has finished, with the c and r the run last measured (if any).
+  """
   check_config(cfg)
   if not workdir:
     raise ValueError("--workdir is required")
+  if report_only and not os.path.exists(os.path.join(workdir, checkpointing.CONFIG_FILE)):
+    raise ValueError(f"--report_only: {workdir} holds no run of this experiment to report on")
   resumed = checkpointing.claim_workdir(workdir, fingerprint(cfg))
   target = common.build_model(cfg.target, cfg.dtype)
-  drafters = {d: common.build_drafter(d, target, cfg.dtype) for d in cfg.drafters}
+  drafters = {} if report_only else {
+      d: common.build_drafter(d, target, cfg.dtype) for d in cfg.drafters}
   task_list = [tasks_lib.build(name, target.tokenizer, cfg[name]) for name in cfg.tasks]
   ids = {t.name: [target.tokenizer.encode(ex.prompt) for ex in t.examples] for t in task_list}
   methods = method_names(cfg)
   total = sum(-(-len(t.examples) * cfg[t.name].samples[m] // cfg.batch) * len(methods)
               for t in task_list for m in cfg[t.name].modes) + len(cfg.sweep.ks) * (
                   min(cfg.sweep.prompts, len(ids.get(cfg.sweep.task, []))) if cfg.sweep.ks else 0)
-  print(f"{'resuming' if resumed else 'starting'} in {workdir}: {total} timed generations",
-        flush=True)
+  if report_only:
+    print(f"reporting on {workdir} (nothing generated) out of {total} timed generations",
+          flush=True)
+  else:
+    print(f"{'resuming' if resumed else 'starting'} in {workdir}: {total} timed generations",
+          flush=True)
   progress = _Progress(total)
-  rows, costs, measured = [], {}, {}
+  rows, costs, partial = [], {}, []
+  measured, fresh = load_costs(workdir), set()  # fresh: measured by this run
   for task in task_list:
-    context = cfg.cost_context or int(np.median([len(x) for x in ids[task.name]]))
-    if context not in measured:
-      measured[context] = measure_costs(cfg, target, drafters, context)
-    costs[task.name] = measured[context]
+    context = str(cfg.cost_context or int(np.median([len(x) for x in ids[task.name]])))
+    if not report_only and context not in fresh:
+      measured[context] = measure_costs(cfg, target, drafters, int(context))
+      fresh.add(context)
+      write_summary(os.path.join(workdir, COSTS_FILE), measured)
+    costs[task.name] = measured.get(context, {})
     for mode in cfg[task.name].modes:
-      recs = run_rows(cfg, workdir, target, drafters, task, mode, ids[task.name], progress)
-      metrics = score_rows(task, mode, recs, workdir)
+      groups, recs = run_rows(cfg, workdir, target, drafters, task, mode, ids[task.name],
+                              progress, generate=not report_only)
+      examples, recs = finished_part(groups, recs)
+      if len(examples) < len(task.examples):
+        partial.append(f"{task.name} {mode} {len(examples)}/{len(task.examples)}")
+      if not examples:
+        continue
+      metrics = score_rows(task, mode, recs, workdir, examples)
       ars_ms = None
       for method in methods:
         row = summarize_row(task, mode, method, recs[method], cfg, costs[task.name], ars_ms)
@@ -430,11 +502,20 @@ def run(cfg, workdir: str) -> dict:
         else:
           row["identical_to_ars"] = float(np.mean(
               [a["texts"] == b["texts"] for a, b in zip(recs[method], recs[ARS])]))
-        rows.append(dict(row, metrics=metrics[method]))
-  sweep = run_sweep(cfg, workdir, target, drafters, ids[cfg.sweep.task], progress) \
-      if cfg.sweep.ks else []
+        rows.append(dict(row, examples=len(examples), metrics=metrics[method]))
+  sweep = run_sweep(cfg, workdir, target, drafters, ids[cfg.sweep.task], progress,
+                    generate=not report_only) if cfg.sweep.ks else []
   notes = ["XSum, CNN/DM and SAMSum cannot be had offline; ACLSum stands in for XSum.",
            "ms/token: generation wall time (prefill included, compilation excluded) / new tokens."]
+  sweep_prompts = min(cfg.sweep.prompts, len(ids.get(cfg.sweep.task, []))) if cfg.sweep.ks else 0
+  sweep_done = sweep[0]["prompts"] if sweep else 0
+  is_partial = bool(partial) or sweep_done < sweep_prompts
+  if is_partial:
+    notes.append("PARTIAL REPORT of an unfinished run: each row covers the examples every method "
+                 "has finished (done/total: " + (", ".join(partial) or "all") +
+                 f"; K sweep prompts {sweep_done}/{sweep_prompts})")
+  if report_only and not any(costs.values()):
+    notes.append("no c and r recorded in this workdir yet: no predicted speedup")
   greedy = [r for r in rows
             if r["method"] != ARS and cfg[r["task"]].modes[r["mode"]].temperature == 0]
   if greedy:
@@ -445,7 +526,7 @@ def run(cfg, workdir: str) -> dict:
   with open(os.path.join(workdir, "table.md"), "w") as f:
     f.write(table)
   write_csv(os.path.join(workdir, "table.csv"), rows,
-            ["task", "mode", "method", "metrics", "ms_per_token", "speedup", "acceptance_rate",
+            ["task", "mode", "method", "examples", "metrics", "ms_per_token", "speedup", "acceptance_rate",
              "alpha", "mean_accepted_length", "c", "r", "predicted_speedup", "new_tokens",
              "seconds", "identical_to_ars"])
   if sweep:
@@ -458,7 +539,8 @@ def run(cfg, workdir: str) -> dict:
     for r in sweep:
       print(f"| {r['K']} | {r['mean_s']:.2f} ± {r['std_s']:.2f} | {r['accepted_over_k1']:.3f} | "
             f"{r['acceptance_rate']:.3f} | {r['ms_per_loop']:.1f} |")
-  results = dict(config=cfg.to_dict(), seed=cfg.seed, machine=machine(), command=" ".join(sys.argv),
+  results = dict(config=cfg.to_dict(), seed=cfg.seed, machine=machine(),
+                 command=" ".join(sys.argv), partial=is_partial,
                  tasks={t.name: t.description for t in task_list}, notes=notes, costs=costs,
                  rows=rows, k_sweep=sweep)
   write_summary(os.path.join(workdir, "results.json"), results)
@@ -467,11 +549,13 @@ def run(cfg, workdir: str) -> dict:
 
 def main(_):
   common.init_distributed()
-  run(_CONFIG.value, _WORKDIR.value)
+  run(_CONFIG.value, _WORKDIR.value, _REPORT_ONLY.value)
 
 
 if __name__ == "__main__":  # flags defined here: tests import this module next to other mains
   _CONFIG = config_flags.DEFINE_config_file("config", "configs/table1.py:quick")
   _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (resumed when it holds "
                                  "this run)")
+  _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "generate nothing: write the outputs "
+                                   "from the records in --workdir (a run may be going on)")
   app.run(main)

@@ -1,7 +1,9 @@
 """The Table 1 experiment end to end on its `test` preset (2 examples per task), and resume."""
 import csv
+import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -112,6 +114,80 @@ def test_a_config_that_changes_results_is_refused_and_nothing_is_touched(finishe
   proc = _run(workdir, "--config.k=3")
   assert proc.returncode != 0 and "different config" in proc.stderr
   assert _records(workdir) == before
+
+
+def _csv(path):
+  with open(path) as f:
+    return list(csv.DictReader(f))
+
+
+def _drop(path, keep):
+  with open(path) as f:
+    lines = [l for l in f if keep(json.loads(l))]
+  with open(path, "w") as f:
+    f.writelines(lines)
+
+
+@needs_smollm2
+def test_report_only_reports_the_finished_examples_and_generates_nothing(finished, tmp_path):
+  workdir, _ = finished
+  copy = str(tmp_path / "copy")
+  shutil.copytree(workdir, copy)
+  for name in ["table.md", "table.csv", "results.json", "k_sweep.csv"]:
+    os.remove(os.path.join(copy, name))
+  records = os.path.join(copy, "records")
+  # A run stopped mid-way: one method lacks problem 1's second sample, a line was cut short,
+  # and the sweep's prompt 1 lacks K=2.
+  _drop(os.path.join(records, "code.nucleus.jsonl"),
+        lambda r: not (r["method"] == "SpS[lookup:3]" and r["items"] == [[1, 1]]))
+  with open(os.path.join(records, "code.nucleus.jsonl"), "a") as f:
+    f.write('{"method": "SpS[lookup:3]", "items": [[1, 1]], "seco')
+  _drop(os.path.join(records, "sweep.jsonl"),
+        lambda r: (r["method"], r["items"]) != ("K=2", [[1, 0]]))
+  before = _records(copy)
+  proc = _run(copy, "--report_only")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "reporting on" in proc.stdout and "resuming" not in proc.stdout
+  assert _records(copy) == before  # nothing generated
+  rows = _csv(os.path.join(copy, "table.csv"))
+  full = _csv(os.path.join(workdir, "table.csv"))
+  # The finished rows come out as the run wrote them (c, r from the run's costs.json) ...
+  assert [r for r in rows if r["mode"] == "greedy" and r["task"] == "code"] == \
+      [r for r in full if r["mode"] == "greedy" and r["task"] == "code"]
+  # ... and the unfinished one over problem 0 alone, for every method.
+  nucleus = [r for r in rows if r["task"] == "code" and r["mode"] == "nucleus"]
+  assert len(nucleus) == 3 and {r["examples"] for r in nucleus} == {"1"}
+  recs = [json.loads(l) for l in before["code.nucleus.jsonl"].splitlines()[:-1]]
+  for r in nucleus:
+    assert int(r["new_tokens"]) == sum(sum(x["lengths"]) for x in recs
+                                       if x["method"] == r["method"] and x["items"][0][0] == 0)
+  assert {int(r["prompts"]) for r in _csv(os.path.join(copy, "k_sweep.csv"))} == {1}
+  with open(os.path.join(copy, "table.md")) as f:
+    table = f.read()
+  assert "PARTIAL REPORT" in table and "code nucleus 1/2" in table and "prompts 1/2" in table
+  with open(os.path.join(copy, "results.json")) as f:
+    assert json.load(f)["partial"] is True
+  with open(os.path.join(workdir, "results.json")) as f:
+    assert json.load(f)["partial"] is False
+
+
+def test_report_only_needs_a_run_to_report_on(tmp_path):
+  with pytest.raises(ValueError, match="holds no run"):
+    speedup_table.run(table1.get_config("test"), str(tmp_path / "w"), report_only=True)
+  assert not os.path.exists(tmp_path / "w")
+
+
+def test_progress_rate_counts_only_the_generations_of_this_run():
+  now = [0.0]
+  stream = io.StringIO()
+  progress = speedup_table._Progress(10, stream=stream, clock=lambda: now[0], min_interval=0)
+  for _ in range(6):  # recorded by an earlier run
+    progress.skip()
+  now[0] = 4.0
+  progress.advance(task="t")
+  progress.advance(task="t")
+  line = stream.getvalue().splitlines()[-1]
+  assert line.startswith("step 8/10") and "0.5 it/s" in line and "ETA 4s" in line, line
 
 
 @pytest.mark.parametrize("overrides,msg", [
