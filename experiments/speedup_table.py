@@ -466,9 +466,9 @@ def run(cfg, workdir: str, report_only: bool = False) -> dict:
   task_list = [tasks_lib.build(name, target.tokenizer, cfg[name]) for name in cfg.tasks]
   ids = {t.name: [target.tokenizer.encode(ex.prompt) for ex in t.examples] for t in task_list}
   methods = method_names(cfg)
+  sweep_prompts = min(cfg.sweep.prompts, len(ids.get(cfg.sweep.task, []))) if cfg.sweep.ks else 0
   total = sum(-(-len(t.examples) * cfg[t.name].samples[m] // cfg.batch) * len(methods)
-              for t in task_list for m in cfg[t.name].modes) + len(cfg.sweep.ks) * (
-                  min(cfg.sweep.prompts, len(ids.get(cfg.sweep.task, []))) if cfg.sweep.ks else 0)
+              for t in task_list for m in cfg[t.name].modes) + len(cfg.sweep.ks) * sweep_prompts
   if report_only:
     print(f"reporting on {workdir} (nothing generated) out of {total} timed generations",
           flush=True)
@@ -507,7 +507,6 @@ def run(cfg, workdir: str, report_only: bool = False) -> dict:
                     generate=not report_only) if cfg.sweep.ks else []
   notes = ["XSum, CNN/DM and SAMSum cannot be had offline; ACLSum stands in for XSum.",
            "ms/token: generation wall time (prefill included, compilation excluded) / new tokens."]
-  sweep_prompts = min(cfg.sweep.prompts, len(ids.get(cfg.sweep.task, []))) if cfg.sweep.ks else 0
   sweep_done = sweep[0]["prompts"] if sweep else 0
   is_partial = bool(partial) or sweep_done < sweep_prompts
   if is_partial:
@@ -526,9 +525,9 @@ def run(cfg, workdir: str, report_only: bool = False) -> dict:
   with open(os.path.join(workdir, "table.md"), "w") as f:
     f.write(table)
   write_csv(os.path.join(workdir, "table.csv"), rows,
-            ["task", "mode", "method", "examples", "metrics", "ms_per_token", "speedup", "acceptance_rate",
-             "alpha", "mean_accepted_length", "c", "r", "predicted_speedup", "new_tokens",
-             "seconds", "identical_to_ars"])
+            ["task", "mode", "method", "examples", "metrics", "ms_per_token", "speedup",
+             "acceptance_rate", "alpha", "mean_accepted_length", "c", "r", "predicted_speedup",
+             "new_tokens", "seconds", "identical_to_ars"])
   if sweep:
     write_csv(os.path.join(workdir, "k_sweep.csv"), sweep, list(sweep[0]))
     plot_sweep(sweep, os.path.join(workdir, "k_sweep.png"), cfg.sweep.new_tokens,
