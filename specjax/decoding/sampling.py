@@ -45,19 +45,30 @@ class Sampling:
 def warp(logits_XV: jax.Array, sampling: Sampling) -> jax.Array:
   """Logits [..., V] -> float32 probabilities [..., V] under `sampling`.
 
-  Greedy gives the one-hot of the argmax (first index on ties).
+  Greedy (temperature 0) gives the one-hot of the argmax, the first index on
+  ties. Any temperature > 0 is finite: logits are divided by T after the row's
+  maximum is subtracted, so nothing overflows; a T so small that every gap to
+  the maximum becomes -inf is the T -> 0 limit of the softmax, which splits
+  the mass evenly among tokens tied *exactly* at the maximum (one-hot, i.e.
+  greedy, when the maximum is unique). A huge T gives a near-uniform row.
+  The most likely token(s) always survive top-k and top-p.
   """
   logits = logits_XV.astype(jnp.float32)
   V = logits.shape[-1]
   if sampling.greedy:
     return jax.nn.one_hot(jnp.argmax(logits, axis=-1), V, dtype=jnp.float32)
-  logits = logits / sampling.temperature
+  gap = logits - jnp.max(logits, axis=-1, keepdims=True)  # <= 0; 0 at the maximum
+  # 0 / T is kept 0 (not 0 * inf = nan when T underflows float32); gap / T <= 0 otherwise.
+  logits = jnp.where(gap < 0, gap / sampling.temperature, 0.0)
   if 0 < sampling.top_k < V:
     kth = jax.lax.top_k(logits, sampling.top_k)[0][..., -1:]
     logits = jnp.where(logits >= kth, logits, -jnp.inf)
   probs = jax.nn.softmax(logits, axis=-1)
   if sampling.top_p < 1.0:
-    probs = jnp.where(probs >= _nucleus_threshold(probs, sampling.top_p), probs, 0.0)
+    # A top_p below float32's smallest value (5e-324) still keeps the most likely group.
+    t = jnp.minimum(_nucleus_threshold(probs, sampling.top_p),
+                    jnp.max(probs, axis=-1, keepdims=True))
+    probs = jnp.where(probs >= t, probs, 0.0)
     probs = probs / jnp.sum(probs, axis=-1, keepdims=True)
   return probs
 
@@ -85,19 +96,70 @@ def _nucleus_threshold(probs_XV, top_p: float):
   return jax.lax.bitcast_convert_type(hi, jnp.float32)[..., None]
 
 
-def sample(key: jax.Array, probs_XV: jax.Array, sampling: Sampling) -> jax.Array:
-  """Draws one token per row from warped probabilities (argmax when greedy).
+# Ids per block of the two-level sampler. At 49,152 ids, 64-128 cost the least per
+# row-position on XLA:CPU (256: ~1.5x more; experiments/bench_sample.py measures it).
+_BLOCK = 128
 
-  Inverse-CDF sampling: one uniform per row against the cumulative sum (7x
-  cheaper than Gumbel-max over a 49k vocab on XLA:CPU). Tokens with
-  probability 0 are never drawn: their CDF step is empty, and a uniform that
-  rounds up to the total mass is mapped to the last token with mass.
+
+def sample(key: jax.Array, probs_XV: jax.Array, sampling: Sampling) -> jax.Array:
+  """Draws one token per row from (warped) probabilities, argmax when greedy.
+
+  `probs_XV` need not sum to 1 (a residual max(0, p - q) works as it is); each
+  row needs some positive mass. Two-level inverse CDF: the vocab is cut into
+  blocks of `_BLOCK` ids; one uniform picks a block by its mass, a second picks
+  a token inside that block. Why not the textbook `sum(cumsum(p) <= u)` over
+  the whole vocab:
+  - XLA's cumsum is a parallel scan, not monotone at 49k ids in float32, and a
+    uniform landing on a downward step picked tokens of probability 0 (about
+    1.5e-5 per draw at top-p 0.9); here every CDF is made monotone and flat at
+    zero weights (`_monotone_cdf`), so a zero-probability token is never drawn;
+  - a float32 uniform has 2**23 values: over 49k ids that grid alone moved the
+    law by a total variation of ~1e-3; over a few hundred blocks and then 128
+    ids it moves it by ~1e-5 (tests/decoding/test_sampling.py computes the
+    exact law);
+  - it is cheaper: block sums are one pass, the scans are short (Gumbel-max
+    needs 49k random numbers per draw, ~100x the cost).
   """
   if sampling.greedy:
     return jnp.argmax(probs_XV, axis=-1).astype(jnp.int32)
+  u_X2 = jax.random.uniform(key, probs_XV.shape[:-1] + (2,))
+  return _sample_from_uniforms(u_X2, probs_XV)
+
+
+def _blocks(probs_XV):
+  """[..., V] -> float32 [..., N, b]: blocks of b = min(_BLOCK, V) ids, zero-padded."""
   V = probs_XV.shape[-1]
-  cdf_XV = jnp.cumsum(probs_XV.astype(jnp.float32), axis=-1)
-  u_X1 = jax.random.uniform(key, probs_XV.shape[:-1] + (1,)) * cdf_XV[..., -1:]
-  idx_X = jnp.sum(cdf_XV <= u_X1, axis=-1)
-  last_X = V - 1 - jnp.argmax(jnp.flip(probs_XV > 0, axis=-1), axis=-1)
-  return jnp.minimum(idx_X, last_X).astype(jnp.int32)
+  b = min(_BLOCK, V)
+  N = -(-V // b)
+  p = probs_XV.astype(jnp.float32)
+  if N * b != V:
+    p = jnp.pad(p, [(0, 0)] * (p.ndim - 1) + [(0, N * b - V)])
+  return p.reshape(p.shape[:-1] + (N, b))
+
+
+def _sample_from_uniforms(u_X2, probs_XV):
+  p_XNb = _blocks(probs_XV)
+  b = p_XNb.shape[-1]
+  blk_X = _pick(jnp.sum(p_XNb, axis=-1), u_X2[..., 0])
+  row_Xb = jnp.take_along_axis(p_XNb, blk_X[..., None, None], axis=-2)[..., 0, :]
+  return (blk_X * b + _pick(row_Xb, u_X2[..., 1])).astype(jnp.int32)
+
+
+def _monotone_cdf(w_XN):
+  """Inclusive CDF of non-negative weights: non-decreasing, and flat at zero weights.
+
+  The running max of the cumsum at positive weights (the max is exact in any
+  order): token i's step cdf[i] - cdf[i-1] is 0 whenever w[i] = 0.
+  """
+  cdf_XN = jnp.cumsum(w_XN, axis=-1)
+  return jax.lax.cummax(jnp.where(w_XN > 0, cdf_XN, 0.0), axis=w_XN.ndim - 1)
+
+
+def _pick(w_XN, u_X):
+  """Index i with cdf[i-1] <= u * total < cdf[i]: only indices of positive weight."""
+  N = w_XN.shape[-1]
+  cdf_XN = _monotone_cdf(w_XN)
+  idx_X = jnp.sum(cdf_XN <= u_X[..., None] * cdf_XN[..., -1:], axis=-1)
+  # u * total can round up to total: that uniform goes to the last index with weight.
+  last_X = N - 1 - jnp.argmax(jnp.flip(w_XN > 0, axis=-1), axis=-1)
+  return jnp.minimum(idx_X, last_X)

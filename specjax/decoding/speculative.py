@@ -7,6 +7,14 @@ all k are accepted emit a bonus token from p_{k+1}. Each row keeps its own
 position: no row waits for the batch minimum, and both caches roll back per
 row in O(1). Greedy is the same rule with one-hot p and q (from `warp`).
 
+What "exact" means here. Sampled: the output's law is the target's (to
+float32 resolution of the sampler, see `sampling.sample`), and every emitted
+token has positive probability under the warped target. Greedy: the output
+equals `sj.generate`'s to float rounding, not bit for bit: the verification
+scores k + 1 positions in one (k + 1)-row product where ArS uses 1-row
+products, so logits can differ in the last bits, and where the top two logits
+are that close (a near-tie; seen with bf16 tiny models) the argmax can differ.
+
 Loop invariants, per row, with n = committed tokens (prompt + output):
 `seq_BS[:n]` are the committed tokens; the target cache holds the first n - 1
 (the newest is fed first in the next verification call); the drafter's
@@ -65,6 +73,27 @@ def accept_and_correct(p_BG1V, q_BGV, draft_BG, key):
   return n_acc_B, resid_BV
 
 
+def emit_block(draft_BG, n_acc_B, next_B, room_B, eos_id):
+  """The tokens one verification emits per row, and how many.
+
+  The block is the n_acc accepted drafts then the correction (or bonus) token,
+  n_acc + 1 tokens, cut to the row's remaining budget `room_B` and after its
+  first stop id. Returns (emit_BG1, n_emit_B, hit_B): the block (positions
+  past n_emit hold junk, later overwritten), its emitted length, whether a
+  stop id ended it.
+  """
+  B, k = draft_BG.shape
+  j_G1 = jnp.arange(k + 1)
+  draft_pad_BG1 = jnp.concatenate([draft_BG, jnp.zeros((B, 1), jnp.int32)], axis=1)
+  emit_BG1 = jnp.where(j_G1 < n_acc_B[:, None], draft_pad_BG1, next_B[:, None])
+  n_emit_B = jnp.minimum(n_acc_B + 1, room_B)
+  if eos_id is None:
+    return emit_BG1, n_emit_B, jnp.zeros((B,), bool)
+  is_eos_BG1 = inputs.is_eos(emit_BG1, eos_id) & (j_G1 < n_emit_B[:, None])
+  hit_B = jnp.any(is_eos_BG1, axis=1)
+  return emit_BG1, jnp.where(hit_B, jnp.argmax(is_eos_BG1, axis=1) + 1, n_emit_B), hit_B
+
+
 def _spec_generate(target_params, drafter, prompt_BT, prompt_len_B, key, opts: Options):
   with sharding.active(opts.placement):  # activation/cache constraints while tracing
     return _spec_generate_traced(target_params, drafter, prompt_BT, prompt_len_B, key, opts)
@@ -93,20 +122,8 @@ def _spec_generate_traced(target_params, drafter, prompt_BT, prompt_len_B, key, 
     n_acc_B, next_BV = accept_and_correct(p_BG1V, q_BGV, draft_BG, k_acc)
     next_B = sample(k_next, next_BV, opts.sampling)
 
-    # Emitted this iteration: the accepted drafts then the correction/bonus token,
-    # cut at the token budget and after an EOS.
-    j_G1 = jnp.arange(k + 1)
-    draft_pad_BG1 = jnp.concatenate([draft_BG, jnp.zeros((B, 1), jnp.int32)], axis=1)
-    emit_BG1 = jnp.where(j_G1 < n_acc_B[:, None], draft_pad_BG1, next_B[:, None])
     new_B = s.stats.new_tokens_B
-    n_emit_B = jnp.minimum(n_acc_B + 1, M - new_B)
-    if opts.eos_id is not None:
-      is_eos_BG1 = inputs.is_eos(emit_BG1, opts.eos_id) & (j_G1 < n_emit_B[:, None])
-      first_eos_B = jnp.argmax(is_eos_BG1, axis=1)
-      hit_B = jnp.any(is_eos_BG1, axis=1)
-      n_emit_B = jnp.where(hit_B, first_eos_B + 1, n_emit_B)
-    else:
-      hit_B = jnp.zeros((B,), bool)
+    emit_BG1, n_emit_B, hit_B = emit_block(draft_BG, n_acc_B, next_B, M - new_B, opts.eos_id)
     live_B = ~s.done_B
     n_emit_B = jnp.where(live_B, n_emit_B, 0)
 

@@ -9,14 +9,22 @@ from flax import struct
 class Stats:
   """Counts from one generation call. All fields are arrays from the jitted loop.
 
-  `target_calls` / `draft_calls` count loop calls (the prefill is not counted;
-  it yields each row's first token). `accepted_histogram_BG` counts, per row,
-  the loop iterations in which 0..G draft tokens were accepted (G = k; G = 0
-  for autoregressive sampling, where every call emits one token).
+  A *block* is what one verification call gives one live row: n accepted
+  draft tokens (0..k) and then one correction (after a rejection) or bonus
+  (after k acceptances) token, n + 1 tokens. A block can be *cut*: by the
+  token budget (only the first max_new_tokens - emitted tokens are kept) or by
+  a stop id (tokens after it are dropped). Figures built on the histogram
+  count blocks before the cut, as vLLM does; `new_tokens` counts after it.
   """
+  # Loop iterations: one batched target call each, whether or not every row is live.
+  # The prefill is not counted (ArS: it gives each row's first token; SpS: it emits none).
   target_calls: jax.Array         # int32[]
+  # Draft forward calls (k per iteration for a model drafter, 0 for prompt lookup).
   draft_calls: jax.Array          # int32[]
+  # Per row, the live blocks in which 0..G drafts were accepted, before any cut
+  # (G = k; autoregressive sampling: G = 0, one count per decode call while live).
   accepted_histogram_BG: jax.Array  # int32[B, G + 1]
+  # Per row, tokens emitted after the cuts (a stop id included): out.lengths.
   new_tokens_B: jax.Array         # int32[B]
 
   @property
@@ -34,7 +42,11 @@ class Stats:
 
   @property
   def acceptance_rate(self) -> float:
-    """Accepted draft tokens / proposed draft tokens (nan when nothing was proposed)."""
+    """Accepted / proposed draft tokens over all live blocks, before cuts (nan if none).
+
+    Every live block proposed k tokens, including the ones never verified after
+    a rejection; see `alpha` for the per-position rate.
+    """
     h = self.accepted_histogram
     proposed = h.sum() * self.k
     return float((h * np.arange(self.k + 1)).sum() / proposed) if proposed else float("nan")
@@ -56,7 +68,12 @@ class Stats:
 
   @property
   def mean_accepted_length(self) -> float:
-    """Tokens emitted per row-iteration, the bonus/correction token included (vLLM)."""
+    """Accepted drafts + 1 per live block (vLLM's mean acceptance length; nan if none).
+
+    The + 1 is the correction or bonus token. Counted before cuts: the last
+    block of a row cut by the budget or a stop id still counts in full, so
+    this can exceed new_tokens / blocks.
+    """
     h = self.accepted_histogram
     return float((h * (np.arange(self.k + 1) + 1)).sum() / h.sum()) if h.sum() else float("nan")
 

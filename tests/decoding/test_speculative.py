@@ -1,3 +1,5 @@
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,7 +33,20 @@ def test_greedy_speculative_equals_greedy_target(k, drafter):
                                 max_new_tokens=24, eos_id=None)
   np.testing.assert_array_equal(got.tokens, want.tokens)
   np.testing.assert_array_equal(got.lengths, want.lengths)
-  assert got.stats.target_calls <= 24
+  _assert_counts_add_up(got.stats, k, 24, draft_calls_per_block=0 if drafter == "prompt_lookup"
+                        else k)
+
+
+def _assert_counts_add_up(stats, k, max_new_tokens, draft_calls_per_block):
+  """Without stop ids: the loop ran until the slowest row's last block, and each row's
+  blocks cover its budget (sum of accepted + 1 >= budget) with no block to spare."""
+  h_BG1 = np.asarray(stats.accepted_histogram_BG)
+  blocks_B = h_BG1.sum(1)
+  assert int(stats.target_calls) == blocks_B.max()
+  assert int(stats.draft_calls) == int(stats.target_calls) * draft_calls_per_block
+  covered_B = (h_BG1 * (np.arange(k + 1) + 1)).sum(1)
+  np.testing.assert_array_equal(stats.new_tokens_B, max_new_tokens)
+  assert (covered_B >= max_new_tokens).all() and (covered_B < max_new_tokens + k + 1).all()
 
 
 @pytest.mark.parametrize("drafter", ["draft_model", "self_draft", "prompt_lookup"])
@@ -116,25 +131,43 @@ def test_caches_after_a_run_equal_a_fresh_prefill(drafter):
         np.testing.assert_allclose(got[b, :, :live], want[0, :, :live], atol=1e-5)
 
 
-# ---- lossless: the joint law of the first two tokens equals the target's ----
+# ---- lossless: the joint law of the first tokens equals the target's ----
+
+def _exact_tokens(model, prompt, sampling, n):
+  """The target's exact joint law of its first n sampled tokens: float64 [V] * n."""
+  V = model.config.vocab_size
+  law = np.ones(())
+  for m in range(n):
+    prefixes = [list(c) for c in itertools.product(range(V), repeat=m)]  # every m-token prefix
+    logits, _ = sj.forward(model.params, model.config, jnp.asarray([prompt + c for c in prefixes]))
+    p = np.asarray(sj.warp(logits[:, -1], sampling), np.float64).reshape((V,) * m + (V,))
+    law = law[..., None] * p
+  return law
+
 
 def _exact_two_tokens(model, prompt, sampling):
-  V = model.config.vocab_size
-  logits, _ = sj.forward(model.params, model.config, jnp.asarray([prompt]))
-  p1 = np.asarray(sj.warp(logits[0, -1], sampling), np.float64)
-  logits2, _ = sj.forward(model.params, model.config,
-                          jnp.asarray([prompt + [x] for x in range(V)]))
-  return p1[:, None] * np.asarray(sj.warp(logits2[:, -1], sampling), np.float64)
+  return _exact_tokens(model, prompt, sampling, 2)
+
+
+def _spec_counts(target, draft, prompt, sampling, k, max_new_tokens, n=50_000, batch=12_500):
+  """Counts of SpS's first max_new_tokens tokens, [V] * M; one more axis (size 2) says
+  whether the row's length was exactly max_new_tokens (index 0) or not (index 1)."""
+  V, M = target.config.vocab_size, max_new_tokens
+  counts = np.zeros((V,) * M + (2,))
+  for i in range(n // batch):
+    out = sj.speculative_generate(target, draft, [prompt] * batch, k=k, max_new_tokens=M,
+                                  sampling=sampling, key=jax.random.key(200 + i), eos_id=None)
+    t = np.asarray(out.tokens)
+    np.add.at(counts, tuple(t.T) + ((np.asarray(out.lengths) != M).astype(int),), 1)
+  return counts
+
+
+def _with_length(law):  # the exact law gives every row exactly max_new_tokens tokens
+  return np.stack([law, np.zeros_like(law)], axis=-1)
 
 
 def _spec_pairs(target, draft, prompt, sampling, n=50_000, batch=12_500, k=2):
-  counts = np.zeros((target.config.vocab_size,) * 2)
-  for i in range(n // batch):
-    out = sj.speculative_generate(target, draft, [prompt] * batch, k=k, max_new_tokens=2,
-                                  sampling=sampling, key=jax.random.key(200 + i), eos_id=None)
-    t = np.asarray(out.tokens)
-    np.add.at(counts, (t[:, 0], t[:, 1]), 1)
-  return counts
+  return _spec_counts(target, draft, prompt, sampling, k, 2, n, batch)[..., 0]
 
 
 def _accept_if_q_le_p(p_BG1V, q_BGV, draft_BG, key):
@@ -175,6 +208,68 @@ def test_speculative_samples_follow_the_target_distribution(temperature, top_k, 
     jax.clear_caches()
     monkeypatch.setattr(speculative, "accept_and_correct", biased)
     assert chisquare_pvalue(_spec_pairs(target, draft, prompt, s), exact) < ALPHA, biased
+  jax.clear_caches()
+
+
+def _bonus_from_q(p_BG1V, q_BGV, draft_BG, key):
+  """Biased: after k accepted drafts, the bonus token comes from q_k instead of p_{k+1}."""
+  n, nxt = _accept_and_correct(p_BG1V, q_BGV, draft_BG, key)
+  return n, jnp.where((n == q_BGV.shape[1])[:, None], q_BGV[:, -1], nxt)
+
+
+def _tiny_pair():
+  kw = dict(vocab_size=8, num_kv_heads=1, head_dim=8)
+  return tiny_model(seed=11, **kw), tiny_model(seed=12, **kw)
+
+
+@pytest.mark.slow
+def test_the_bonus_token_follows_the_target_distribution(monkeypatch):
+  """k = 1 and 3 tokens: whenever the first draft is accepted, the second token is the
+  bonus from p_2, and the third can be a bonus too."""
+  target, draft = _tiny_pair()
+  prompt, s = [1, 5, 2], sj.Sampling(1.0)
+  exact = _with_length(_exact_tokens(target, prompt, s, 3))
+  assert chisquare_pvalue(_spec_counts(target, draft, prompt, s, k=1, max_new_tokens=3),
+                          exact) > ALPHA
+  jax.clear_caches()
+  monkeypatch.setattr(speculative, "accept_and_correct", _bonus_from_q)
+  biased = _spec_counts(target, draft, prompt, s, k=1, max_new_tokens=3)
+  assert chisquare_pvalue(biased, exact) < ALPHA
+  jax.clear_caches()
+
+
+def _cut_one_too_many(draft_BG, n_acc_B, next_B, room_B, eos_id):
+  """Biased: a block cut by the token budget emits one token past it."""
+  emit, n_emit, hit = _emit_block(draft_BG, n_acc_B, next_B, room_B + 1, eos_id)
+  return emit, n_emit, hit
+
+
+def _cut_ends_with_next(draft_BG, n_acc_B, next_B, room_B, eos_id):
+  """Biased: a block cut by the token budget ends with the correction/bonus token."""
+  emit, n_emit, hit = _emit_block(draft_BG, n_acc_B, next_B, room_B, eos_id)
+  cut_B = n_acc_B + 1 > room_B
+  last_BG1 = (jnp.arange(emit.shape[1]) == (n_emit - 1)[:, None]) & cut_B[:, None]
+  return jnp.where(last_BG1, next_B[:, None], emit), n_emit, hit
+
+
+_emit_block = getattr(speculative, "emit_block", None)  # the real rule, kept before patching
+
+
+@pytest.mark.slow
+def test_a_block_cut_by_the_token_budget_follows_the_target_distribution(monkeypatch):
+  """k = 3, 3 tokens: the first block emits up to 4 tokens and is cut at 3."""
+  target, draft = _tiny_pair()
+  prompt, s = [1, 5, 2], sj.Sampling(0.8, top_p=0.9)
+  exact = _with_length(_exact_tokens(target, prompt, s, 3))
+  assert chisquare_pvalue(_spec_counts(target, target, prompt, s, k=3, max_new_tokens=3),
+                          exact) > ALPHA  # the target as its own draft: every block is cut
+  assert chisquare_pvalue(_spec_counts(target, draft, prompt, s, k=3, max_new_tokens=3),
+                          exact) > ALPHA
+  for biased in (_cut_one_too_many, _cut_ends_with_next):
+    jax.clear_caches()
+    monkeypatch.setattr(speculative, "emit_block", biased)
+    assert chisquare_pvalue(_spec_counts(target, target, prompt, s, k=3, max_new_tokens=3),
+                            exact) < ALPHA, biased
   jax.clear_caches()
 
 

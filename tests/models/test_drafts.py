@@ -102,3 +102,30 @@ def test_split_params_trains_only_the_named_groups():
   assert list(frozen) == ["vocab_ids_U"]  # integer leaves never train
   with pytest.raises(ValueError, match="selects no parameters"):
     training.split_params(d.params, "nothing")
+
+
+@pytest.mark.slow
+def test_a_sub_vocab_draft_at_the_real_vocab_never_proposes_outside_its_subset():
+  """SmolLM2's 49,152 ids, a 4,096-id subset: q is 0 on the other 45,056 ids."""
+  from tests.decoding.test_sampling import _draws
+  V = 49_152
+  target = tiny_model(seed=3, vocab_size=V, d_model=32, d_ff=64, num_layers=1)
+  ids = np.sort(np.random.default_rng(0).choice(V, 4096, replace=False))
+  draft = _small(target, ids=ids)
+  outside = np.ones(V, bool)
+  outside[ids] = False
+  s = sj.Sampling(1.0, top_p=0.95)
+  # The real drafter's proposals (64 rows x k = 8, over several keys).
+  drafter = sj.decoding.drafters.model_drafter(draft)
+  seq = jnp.asarray(np.random.default_rng(1).integers(0, V, (64, 48)), jnp.int32)
+  n = jnp.full((64,), 16, jnp.int32)
+  state = drafter.init(seq[:, :16], n, 48)
+  propose = jax.jit(lambda st, key: drafter.propose(st, seq, n, 8, s, key)[:2])
+  for i in range(8):
+    toks, q = propose(state, jax.random.key(i))
+    assert not outside[np.asarray(toks)].any()
+    assert (np.asarray(q)[..., outside] == 0).all()
+  # A million draws from the q it proposes from.
+  probs = q[:4, 0]
+  bad = outside[_draws(probs, s, 1_000_000)]
+  assert not bad.any(), f"{bad.sum()} of {bad.size} draws outside the subset"
