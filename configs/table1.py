@@ -10,9 +10,7 @@ first drafter for each K in `sweep.ks`.
 """
 import ml_collections
 
-
-def _sampling(temperature: float, top_p: float) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(temperature=temperature, top_k=0, top_p=top_p))
+from configs.common import sampling as _sampling
 
 
 def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
@@ -27,19 +25,19 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
   # Sampling modes per task (the paper's): nucleus and greedy.
   cfg.summarization = ml_collections.ConfigDict(dict(
       num_examples=100, shots=1, max_new_tokens=128,
-      modes=ml_collections.ConfigDict(dict(nucleus=_sampling(1.0, 0.8),
-                                           greedy=_sampling(0.0, 1.0))),
+      modes=ml_collections.ConfigDict(dict(nucleus=_sampling(1.0, top_p=0.8),
+                                           greedy=_sampling(0.0, top_p=1.0))),
       samples=ml_collections.ConfigDict(dict(nucleus=1, greedy=1))))
   cfg.code = ml_collections.ConfigDict(dict(
       num_examples=164, max_new_tokens=512, pass_at=[1, 10], timeout=5.0,
-      modes=ml_collections.ConfigDict(dict(nucleus=_sampling(0.8, 0.95),
-                                           greedy=_sampling(0.0, 1.0))),
+      modes=ml_collections.ConfigDict(dict(nucleus=_sampling(0.8, top_p=0.95),
+                                           greedy=_sampling(0.0, top_p=1.0))),
       samples=ml_collections.ConfigDict(dict(nucleus=10, greedy=1))))
   cfg.tasks = ["summarization", "code"]
   # Figure 1: time to sample `new_tokens` (no EOS), acceptance, time per loop, against K.
   cfg.sweep = ml_collections.ConfigDict(dict(
       ks=list(range(9)), task="summarization", prompts=8, new_tokens=128,
-      sampling=_sampling(1.0, 0.8)))
+      sampling=_sampling(1.0, top_p=0.8)))
   cfg.cost_repeats = 3       # repeats of the per-call cost measurements (c, r)
   cfg.cost_context = 0       # context (tokens) of those measurements; 0: each task's median prompt
 

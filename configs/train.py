@@ -11,6 +11,8 @@ Every field can be overridden: --config.distill.divergence=jsd --config.data.mix
 """
 import ml_collections
 
+from configs.common import sampling
+
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   cfg = ml_collections.ConfigDict()
@@ -26,8 +28,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
       kind="small", preset="", layers=1, d_model=64, num_heads=4, num_kv_heads=2, head_dim=16,
       d_ff=128, adapter_dim=0, sub_vocab=0, path=""))  # path: kind "load" (a saved draft)
   cfg.trainable = "all"           # or e.g. "adapter,adapter_norm" for a self-draft
-  cfg.distill = ml_collections.ConfigDict(dict(
-      divergence="tvd", beta=0.5, temperature=1.0, top_k=0, top_p=1.0))
+  # `sampling` warps both sides of the divergence and the target's on-policy generations.
+  cfg.distill = ml_collections.ConfigDict(dict(divergence="tvd", beta=0.5, sampling=sampling()))
   # Data: corpus sources from {code, prose, aclsum} or "random" (random tokens, tiny tests);
   # mixture of corpus / target-generated / draft-generated (on-policy) sequences.
   cfg.data = ml_collections.ConfigDict(dict(
@@ -41,7 +43,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   cfg.log_every = 5
   # Acceptance of the draft against the target, by the real speculative loop.
   cfg.eval = ml_collections.ConfigDict(dict(
-      every=10, k=4, prompts=8, prompt_len=8, new_tokens=16, temperature=1.0))
+      every=10, k=4, prompts=8, prompt_len=8, new_tokens=16, sampling=sampling()))
 
   if arg == "tiny":
     pass

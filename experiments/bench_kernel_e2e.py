@@ -54,7 +54,7 @@ def main(_):
   drafters = {}
   for m, target in targets.items():
     for d in cfg.drafters:
-      drafter = common.build_drafter(d, target, cfg.dtype)
+      drafter = sj.build_drafter(d, target, cfg.dtype)
       drafters[m, d] = with_matmul(drafter, m) if isinstance(drafter, sj.Model) else drafter
   methods = [(m, meth) for meth in st.method_names(cfg) for m in FLAGS.matmuls]
   print(f"kernel: {cpu_matmul.status()}; {len(ids)} {FLAGS.task} examples, modes "
@@ -69,7 +69,7 @@ def main(_):
   results = dict(kernel=cpu_matmul.status(), machine=st.machine(), task=FLAGS.task,
                  examples=len(ids), k=cfg.k, r5=r5, rows=[])
   for mode in FLAGS.modes:
-    sampling = st.sampling_of(tcfg.modes[mode])
+    sampling = common.sampling(tcfg.modes[mode])
     recs = {mm: [] for mm in methods}
     for e, prompt in enumerate(ids):
       key = jax.random.fold_in(jax.random.key(cfg.seed), e)

@@ -33,7 +33,7 @@ flags.DEFINE_integer("repeats", 2, "timed repeats (best)")
 def main(_):
   common.init_distributed()
   target = common.build_model(FLAGS.target)
-  draft = common.build_drafter(FLAGS.draft, target)
+  draft = sj.build_drafter(FLAGS.draft, target)
   rng = np.random.default_rng(0)
   prompts = [rng.integers(0, target.config.vocab_size, 8 + 3 * b).tolist()
              for b in range(FLAGS.batch)]

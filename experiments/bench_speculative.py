@@ -55,7 +55,7 @@ def main(_):
   run_ars = lambda: sj.generate(target, [prompt], **gen).tokens.block_until_ready()
   rows = []
   for spec in FLAGS.drafts:
-    draft = common.build_drafter(spec, target, FLAGS.dtype)
+    draft = sj.build_drafter(spec, target, FLAGS.dtype)
     sps = sj.speculative_generate(target, draft, [prompt], k=k, **gen)
     if sampling.greedy:
       assert np.array_equal(sps.tokens, ars.tokens), "greedy SpS differs from greedy ArS"

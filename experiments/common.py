@@ -19,14 +19,9 @@ def build_model(spec: str, dtype: str = "float32", seed: int = 0) -> sj.Model:
   return sj.load(spec, dtype=dtype)
 
 
-def build_drafter(spec: str, target: sj.Model, dtype: str = "float32"):
-  """`self:N` (target's first N layers), `lookup:N` (prompt lookup, max n-gram N), or a model."""
-  kind, _, arg = spec.partition(":")
-  if kind == "self":
-    return sj.self_draft(target, num_layers=int(arg))
-  if kind == "lookup":
-    return sj.prompt_lookup(max_ngram=int(arg or 3))
-  return build_model(spec, dtype)
+def sampling(cfg) -> sj.Sampling:
+  """A `configs.common.sampling` sub-config as the library's `sj.Sampling`."""
+  return sj.Sampling(cfg.temperature, cfg.top_k, cfg.top_p)
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:

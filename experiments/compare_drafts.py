@@ -41,7 +41,7 @@ def _draft(spec: str, target, corpus):
     with open(os.path.join(spec, "summary.json")) as f:
       summary = json.load(f)
     return sj.load(os.path.join(spec, "best")), summary
-  return common.build_drafter(spec, target), {}
+  return sj.build_drafter(spec, target), {}
 
 
 def main(argv):

@@ -45,14 +45,14 @@ def main(_):
   else:
     prompt = list(cfg.prompt_ids)
   mesh = common.mesh_from_config(cfg)
-  kw = dict(max_new_tokens=cfg.max_new_tokens, sampling=sj.Sampling(**cfg.sampling),
+  kw = dict(max_new_tokens=cfg.max_new_tokens, sampling=common.sampling(cfg.sampling),
             key=jax.random.key(cfg.seed), mesh=mesh,
             rules=common.rules_from_name(cfg.rules) if mesh else None,
             **({} if cfg.eos else dict(eos_id=None)))
   prompts = [prompt] * cfg.batch
   runs = [("ArS", lambda: sj.generate(model, prompts, **kw))]
   if cfg.draft:
-    draft = common.build_drafter(cfg.draft, model, cfg.dtype)
+    draft = sj.build_drafter(cfg.draft, model, cfg.dtype)
     draft_rules = common.rules_from_name(cfg.draft_rules) if mesh else None
     runs.append((f"SpS k={cfg.k} draft={cfg.draft}", lambda: sj.speculative_generate(
         model, draft, prompts, k=cfg.k, draft_rules=draft_rules, **kw)))

@@ -48,10 +48,6 @@ ARS = "ArS"
 COSTS_FILE = "costs.json"  # c and r as last measured, by context: read by --report_only
 
 
-def sampling_of(c) -> sj.Sampling:
-  return sj.Sampling(c.temperature, c.top_k, c.top_p)
-
-
 def check_config(cfg) -> None:
   """Every config error, raised before a model loads or anything compiles."""
   for name, lo in [("k", 1), ("batch", 1), ("pad_multiple", 1), ("cost_repeats", 1),
@@ -68,7 +64,7 @@ def check_config(cfg) -> None:
       raise ValueError(f"unknown task {name!r} in config.tasks; expected summarization, code")
     t = cfg[name]
     for mode, s in t.modes.items():
-      sampling_of(s)  # raises on invalid sampling parameters
+      common.sampling(s)  # raises on invalid sampling parameters
       n = t.samples.get(mode)
       if not isinstance(n, int) or n < 1:
         raise ValueError(f"config.{name}.samples.{mode} must be an integer >= 1, got {n!r}")
@@ -91,7 +87,7 @@ def check_config(cfg) -> None:
       raise ValueError(f"config.sweep.ks must be integers >= 0 (0 = ArS), got {list(sw.ks)}")
     if sw.prompts < 1 or sw.new_tokens < 1:
       raise ValueError("config.sweep.prompts and config.sweep.new_tokens must be >= 1")
-    sampling_of(sw.sampling)
+    common.sampling(sw.sampling)
 
 
 def fingerprint(cfg) -> dict:
@@ -202,7 +198,7 @@ def run_rows(cfg, workdir, target, drafters, task, mode, ids, progress,
   record of each group: None where it is missing (only when not `generate`).
   """
   tcfg = cfg[task.name]
-  sampling = sampling_of(tcfg.modes[mode])
+  sampling = common.sampling(tcfg.modes[mode])
   n = tcfg.samples[mode]
   items = [(e, s) for e in range(len(task.examples)) for s in range(n)]
   groups = [items[i:i + cfg.batch] for i in range(0, len(items), cfg.batch)]
@@ -312,7 +308,7 @@ def score_rows(task, mode, rows_recs, workdir, examples: List[int]) -> Dict[str,
 def run_sweep(cfg, workdir, target, drafters, ids, progress, generate: bool = True) -> List[dict]:
   """The K sweep's rows, over the prompts that have every K (all of them unless not `generate`)."""
   sw = cfg.sweep
-  sampling = sampling_of(sw.sampling)
+  sampling = common.sampling(sw.sampling)
   draft_name = cfg.drafters[0]
   records = Records(os.path.join(workdir, "records", "sweep.jsonl"))
   prompts = ids[:sw.prompts]
@@ -462,7 +458,7 @@ def run(cfg, workdir: str, report_only: bool = False) -> dict:
   resumed = checkpointing.claim_workdir(workdir, fingerprint(cfg))
   target = common.build_model(cfg.target, cfg.dtype)
   drafters = {} if report_only else {
-      d: common.build_drafter(d, target, cfg.dtype) for d in cfg.drafters}
+      d: sj.build_drafter(d, target, cfg.dtype) for d in cfg.drafters}
   task_list = [tasks_lib.build(name, target.tokenizer, cfg[name]) for name in cfg.tasks]
   ids = {t.name: [target.tokenizer.encode(ex.prompt) for ex in t.examples] for t in task_list}
   methods = method_names(cfg)

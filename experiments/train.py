@@ -39,7 +39,8 @@ def build(cfg):
   """(target, model to train, batches, eval prompts); every config error raises here."""
   mixture = parse_mixture(cfg.data.mixture)
   loop.check_mixture(mixture, cfg.mode)
-  sampling = sj.Sampling(cfg.distill.temperature, cfg.distill.top_k, cfg.distill.top_p)
+  sampling = common.sampling(cfg.distill.sampling)
+  common.sampling(cfg.eval.sampling)  # raises on a bad one
   if cfg.mode == "distill":
     training.losses.check_divergence(cfg.distill.divergence, sampling, cfg.distill.beta)
   elif cfg.mode != "lm":
@@ -94,17 +95,22 @@ def build(cfg):
   return target, model, batches, prompts, mixture
 
 
-def run(cfg, workdir: str, **kw) -> dict:
-  target, model, batches, prompts, mixture = build(cfg)
-  spec = loop.LoopSpec(
+def loop_spec(cfg, mixture) -> loop.LoopSpec:
+  """The training loop's settings; the target generates (mixture `target:`) under the
+  distillation's whole sampling config, the one its divergence warps with."""
+  return loop.LoopSpec(
       mode=cfg.mode, steps=cfg.steps, trainable=cfg.trainable, mixture=mixture,
-      prefix_len=cfg.data.prefix_len, gen_sampling=sj.Sampling(cfg.distill.temperature),
+      prefix_len=cfg.data.prefix_len, gen_sampling=common.sampling(cfg.distill.sampling),
       ckpt_every=cfg.ckpt_every, keep=cfg.keep, eval_every=cfg.eval.every or cfg.steps + 1,
       eval_k=cfg.eval.k, eval_new_tokens=cfg.eval.new_tokens,
-      eval_sampling=sj.Sampling(cfg.eval.temperature), log_every=cfg.log_every, seed=cfg.seed)
+      eval_sampling=common.sampling(cfg.eval.sampling), log_every=cfg.log_every, seed=cfg.seed)
+
+
+def run(cfg, workdir: str, **kw) -> dict:
+  target, model, batches, prompts, mixture = build(cfg)
+  spec = loop_spec(cfg, mixture)
   optim = training.OptimConfig(total_steps=cfg.steps, **cfg.optim.to_dict())
-  distill = training.DistillSpec(cfg.distill.divergence, sj.Sampling(
-      cfg.distill.temperature, cfg.distill.top_k, cfg.distill.top_p), cfg.distill.beta)
+  distill = training.DistillSpec(cfg.distill.divergence, spec.gen_sampling, cfg.distill.beta)
   return loop.train(workdir, cfg.to_dict(), spec, model, batches, target=target,
                     distill=distill if cfg.mode == "distill" else None, optim=optim,
                     eval_prompts=prompts if target is not None else None, **kw)

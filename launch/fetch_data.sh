@@ -18,8 +18,8 @@ if [ "$dry_run" = 0 ] && ! command -v "$PYTHON" >/dev/null; then
   echo "fetch_data.sh: no $PYTHON; run bash launch/setup_env.sh or set PYTHON" >&2
   exit 2
 fi
-code='import sys; from specjax.training import data
-print(data.fetch_debian_docs(sys.argv[1] or None))'
+code='import sys; from specjax.training import sources
+print(sources.fetch_debian_docs(sys.argv[1] or None))'
 cmd=("$PYTHON" -c "$code" "${1:-}")
 if [ "$dry_run" = 1 ]; then
   q "${cmd[@]}"

@@ -4,16 +4,16 @@
   model = sj.init_model(sj.ModelConfig(vocab_size=16), jax.random.key(0))
   out = sj.generate(model, [[1, 2, 3]], max_new_tokens=8, sampling=sj.Sampling(0.0))
 """
-from specjax.decoding import (GenerateOutput, ModelDrafter, PromptLookup, Sampling, Stats,
-                              generate, prompt_lookup, sample, self_draft, speculative_generate,
-                              warp)
+from specjax.decoding import (Drafter, GenerateOutput, ModelDrafter, PromptLookup, Sampling,
+                              Stats, build_drafter, generate, prompt_lookup, sample, self_draft,
+                              speculative_generate, warp)
 from specjax.models import (KVCache, Model, ModelConfig, Transformer, forward, init_cache,
                             init_model, init_params, param_logical_axes)
 
 from specjax import sharding
-from specjax.checkpoint import restore_checkpoint, save_checkpoint
+from specjax.checkpoint import save_checkpoint
 from specjax.models.drafts import adapted_self_draft, small_draft
-from specjax.models.loading import REGISTRY, load, save
+from specjax.models.loading import REGISTRY, load, restore_checkpoint, save
 from specjax.models.tokenizer import Tokenizer, chat_prompt
 
 __version__ = "0.1.0"

@@ -18,7 +18,7 @@ tensor's name instead of producing a model that breaks later inside jit.
 import functools
 import json
 import os
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import jax
 import numpy as np
@@ -136,10 +136,14 @@ def _check_tree(params_dir: str, ckptr, abstract) -> None:
     raise ValueError(f"{params_dir}: unexpected tensor {extra[0]} (not in the config's model)")
 
 
-def restore_checkpoint(path: str, dtype: Optional[str] = None, sharding: Any = None) -> Model:
+def restore_checkpoint(path: str, dtype: Optional[str] = None, sharding: Any = None,
+                       load_base: Optional[Callable[..., Model]] = None) -> Model:
   """The `Model` saved at `path`.
 
   `dtype`: cast the params (and config) to this dtype; default: as saved.
+  `load_base(name, dtype=...)`: loads the base model of a derived checkpoint
+  (one that stores only what differs from a named model); `sj.load` passes
+  itself (this module imports nothing above the models).
   `sharding`: one `jax.sharding.Sharding` for every param, or a pytree of them
   matching the params; default: the first device.
   """
@@ -151,8 +155,10 @@ def restore_checkpoint(path: str, dtype: Optional[str] = None, sharding: Any = N
   abstract = jax.eval_shape(functools.partial(init_params, cfg), jax.random.key(0))
   shared, base = {}, None
   if "base" in meta:  # a derived checkpoint: the base's own groups come from the base
-    from specjax.models.loading import load  # lazy: loading imports this module
-    base = load(meta["base"]["name"], dtype=cfg.dtype)
+    if load_base is None:
+      raise ValueError(f"{path}: a checkpoint derived from {meta['base']['name']!r}; load it "
+                       f"with sj.load, which also loads its base")
+    base = load_base(meta["base"]["name"], dtype=cfg.dtype)
     shared = {n: base.params[n] for n in meta["base"]["params"]}
     abstract = {n: v for n, v in abstract.items() if n not in shared}
   if sharding is None:

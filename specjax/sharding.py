@@ -80,10 +80,12 @@ class Placement:
                          f"change the mesh shape or map {name!r} to None in the rules")
 
 
-def place_params(params, config, placement: Placement):
-  """Puts every parameter where the rules say (checks divisibility first)."""
-  from specjax.models.model import param_logical_axes  # lazy: models import this module
-  axes = param_logical_axes(config)
+def place_params(params, axes, placement: Placement):
+  """Puts every parameter where the rules say (checks divisibility first).
+
+  `axes`: the params' logical axis names, a matching pytree of PartitionSpecs
+  (`sj.param_logical_axes(config)`): sharding knows no model.
+  """
   is_spec = lambda x: isinstance(x, P)
   flat_axes = jax.tree_util.tree_leaves_with_path(axes, is_leaf=is_spec)
   for path, spec in flat_axes:
@@ -179,6 +181,12 @@ def place_inputs(placement: Optional[Placement], batch_size: int, *arrays_B):
   placement.check_divides((batch_size,), ("batch",), "prompt batch")
   return tuple(jax.device_put(a, placement.sharding(("batch",) + (None,) * (a.ndim - 1)))
                for a in arrays_B)
+
+
+def kernel_allowed(placement: Optional[Placement]) -> bool:
+  """Whether custom calls without a sharding rule (the CPU matmul kernel) may run: only
+  unsharded. The samplers resolve `ModelConfig.matmul` with it before tracing."""
+  return placement is None or placement.mesh.size == 1
 
 
 def make_placement(mesh: Optional[Mesh], rules: Optional[Rules]) -> Optional[Placement]:

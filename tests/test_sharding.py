@@ -51,7 +51,7 @@ def test_sps_on_a_mesh_equals_one_device(shape):
 def test_params_are_sharded_as_the_rules_say():
   model, mesh = _model(), sharding.make_mesh((2, 4))
   placement = sharding.Placement(mesh)
-  params = sharding.place_params(model.params, model.config, placement)
+  params = sharding.place_params(model.params, sj.param_logical_axes(model.config), placement)
   assert params["embedding_VD"].sharding.spec == P("model", None)
   attn = params["layers_0"]["attn"]
   assert attn["wq_DNH"].sharding.spec == P(None, "model", None)
@@ -59,7 +59,7 @@ def test_params_are_sharded_as_the_rules_say():
   assert params["layers_1"]["mlp"]["wdown_FD"].sharding.spec == P("model", None)
   # Each device holds a quarter of the query heads.
   assert attn["wq_DNH"].addressable_shards[0].data.shape == (64, 4, 8)
-  rep = sharding.place_params(model.params, model.config,
+  rep = sharding.place_params(model.params, sj.param_logical_axes(model.config),
                               sharding.Placement(mesh, sharding.REPLICATED_RULES))
   assert rep["layers_0"]["attn"]["wq_DNH"].sharding.is_fully_replicated
 

@@ -1,11 +1,16 @@
 """Drafters: anything that proposes k tokens with the distributions q they came from.
 
-Every drafter is a flax struct dataclass (a pytree: its params are leaves, its
-static options are part of the tree structure) with three pure functions:
+Every drafter implements `Drafter` (below): a flax struct dataclass (a pytree:
+its params are leaves, its static options are part of the tree structure) with
+pure functions
 
   init(prompt_BT, prompt_len_B, capacity) -> state
   propose(state, seq_BS, n_B, k, sampling, key) -> (tokens_BG, q_BGV, state)
   commit(state, n_B) -> state
+  calls_per_proposal(k) -> int
+
+and `build_drafter` names them all from one string ("lookup:3", "self:8",
+"smollm2-135m-draft", a path).
 
 `seq_BS` holds each row's committed tokens (prompt + output so far) at their
 positions, `n_B` how many there are. `q_BGV` is exactly the distribution each
@@ -18,7 +23,7 @@ committed tokens as one 2-token call (re-writing slot n-2, which is either
 already there with the same value or, after a fully accepted block, the last
 draft token the draft never saw), so no extra catch-up call is needed.
 """
-from typing import Any, Optional
+from typing import Any, Optional, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -28,8 +33,37 @@ from specjax import sharding
 from specjax.decoding.sampling import Sampling, sample, warp
 from specjax.models.config import ModelConfig
 from specjax.models.kv_cache import KVCache, init_cache
+from specjax.models.loading import load
 from specjax.models.model import Model
 from specjax.models.transformer import forward
+
+
+@runtime_checkable
+class Drafter(Protocol):
+  """What the speculative loop asks of a drafter; all methods are traced inside its jit.
+
+  - `init(prompt_BT, prompt_len_B, capacity)`: the drafter's state after the
+    (padded) prompts, e.g. a prefilled KV cache;
+  - `propose(state, seq_BS, n_B, k, sampling, key)`: k tokens per row and the
+    float32 q_BGV each was drawn from (warped by `sampling`, positive at the
+    drawn token), given the committed tokens `seq_BS[:, :n_B]`;
+  - `commit(state, n_B)`: after verification, each row keeps its first n_B
+    committed tokens (O(1) per row: set lengths, copy nothing);
+  - `calls_per_proposal(k)`: model calls per proposal, for `Stats.draft_calls`.
+  The verification call is where a drafter that reads the target's hidden states
+  gets them: `commit` is called right after it, once per iteration, with the
+  accepted lengths; such a drafter receives the target's features for the
+  accepted tokens there (the target returning hidden states is issue 19's).
+  """
+  name: str
+
+  def init(self, prompt_BT, prompt_len_B, capacity) -> Any: ...
+
+  def propose(self, state, seq_BS, n_B, k: int, sampling: Sampling, key): ...
+
+  def commit(self, state, n_B) -> Any: ...
+
+  def calls_per_proposal(self, k: int) -> int: ...
 
 
 @struct.dataclass
@@ -153,6 +187,28 @@ class PromptLookup:
 
     tokens_BG = jax.vmap(one_row)(seq_BS, n_B).astype(jnp.int32)
     return tokens_BG, jax.nn.one_hot(tokens_BG, self.vocab_size, dtype=jnp.float32), state
+
+
+def build_drafter(spec, target: Model, dtype: Optional[str] = None):
+  """One way to name a drafter, for the API, configs and flags.
+
+  `spec`: "lookup:N" (prompt lookup, max n-gram N; "lookup" = 3), "self:N" (the
+  target's first N layers), a registered model name or a path (`sj.load`, in
+  `dtype`, default the target's), or a drafter / Model, returned as it is.
+  """
+  if not isinstance(spec, str):
+    return spec
+  kind, _, arg = spec.partition(":")
+  if kind in ("lookup", "self"):
+    try:
+      n = int(arg) if arg or kind == "self" else 3
+    except ValueError:
+      raise ValueError(f"drafter {spec!r}: {kind}:N needs an integer N, got {arg!r}") from None
+    return prompt_lookup(max_ngram=n) if kind == "lookup" else self_draft(target, num_layers=n)
+  try:
+    return load(spec, dtype or target.config.dtype)
+  except ValueError as e:
+    raise ValueError(f"draft must be 'lookup:N', 'self:N', a model name or a path; {e}") from None
 
 
 def prompt_lookup(max_ngram: int = 3, min_ngram: int = 1, vocab_size: Optional[int] = None):

@@ -20,31 +20,19 @@ Loop invariants, per row, with n = committed tokens (prompt + output):
 (the newest is fed first in the next verification call); the drafter's
 state holds what its `commit(n)` says.
 """
-from typing import Any, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
-from flax import struct
 
 from specjax import sharding
-from specjax.decoding import inputs
-from specjax.decoding.autoregressive import GenerateOutput, Options, finish, prepare
-from specjax.decoding.drafters import ModelDrafter, PromptLookup, model_drafter
+from specjax.decoding import engine, inputs
+from specjax.decoding.engine import GenerateOutput, Options
+from specjax.decoding.drafters import ModelDrafter, PromptLookup, build_drafter, model_drafter
 from specjax.decoding.sampling import Sampling, sample, warp
-from specjax.decoding.stats import Stats, init_stats
-from specjax.models.kv_cache import KVCache, init_cache
-from specjax.models.model import Model
+from specjax.models.kv_cache import init_cache
+from specjax.models.model import Model, param_logical_axes
 from specjax.models.transformer import forward
-
-
-@struct.dataclass
-class _State:
-  seq_BS: jax.Array     # int32[B, S]: committed tokens at their positions (stale after n_B)
-  n_B: jax.Array        # int32[B]: committed tokens (prompt + output)
-  done_B: jax.Array     # bool[B]: ended rows stop changing
-  cache: KVCache        # the target's
-  draft_state: Any
-  stats: Stats
 
 
 def accept_and_correct(p_BG1V, q_BGV, draft_BG, key):
@@ -73,44 +61,19 @@ def accept_and_correct(p_BG1V, q_BGV, draft_BG, key):
   return n_acc_B, resid_BV
 
 
-def emit_block(draft_BG, n_acc_B, next_B, room_B, eos_id):
-  """The tokens one verification emits per row, and how many.
-
-  The block is the n_acc accepted drafts then the correction (or bonus) token,
-  n_acc + 1 tokens, cut to the row's remaining budget `room_B` and after its
-  first stop id. Returns (emit_BG1, n_emit_B, hit_B): the block (positions
-  past n_emit hold junk, later overwritten), its emitted length, whether a
-  stop id ended it.
-  """
-  B, k = draft_BG.shape
-  j_G1 = jnp.arange(k + 1)
-  draft_pad_BG1 = jnp.concatenate([draft_BG, jnp.zeros((B, 1), jnp.int32)], axis=1)
-  emit_BG1 = jnp.where(j_G1 < n_acc_B[:, None], draft_pad_BG1, next_B[:, None])
-  n_emit_B = jnp.minimum(n_acc_B + 1, room_B)
-  if eos_id is None:
-    return emit_BG1, n_emit_B, jnp.zeros((B,), bool)
-  is_eos_BG1 = inputs.is_eos(emit_BG1, eos_id) & (j_G1 < n_emit_B[:, None])
-  hit_B = jnp.any(is_eos_BG1, axis=1)
-  return emit_BG1, jnp.where(hit_B, jnp.argmax(is_eos_BG1, axis=1) + 1, n_emit_B), hit_B
-
-
 def _spec_generate(target_params, drafter, prompt_BT, prompt_len_B, key, opts: Options):
   with sharding.active(opts.placement):  # activation/cache constraints while tracing
     return _spec_generate_traced(target_params, drafter, prompt_BT, prompt_len_B, key, opts)
 
 
 def _spec_generate_traced(target_params, drafter, prompt_BT, prompt_len_B, key, opts):
-  B, width = prompt_BT.shape
-  S, k, M, cfg = opts.capacity, opts.k, opts.max_new_tokens, opts.config
-  seq_BS = sharding.constrain(jnp.zeros((B, S), jnp.int32).at[:, :width].set(prompt_BT),
-                              ("batch", None))
-  cache = sharding.constrain_cache(init_cache(cfg, B, S))
+  k, cfg = opts.k, opts.config
+  cache = sharding.constrain_cache(init_cache(cfg, prompt_BT.shape[0], opts.capacity))
   _, cache = forward(target_params, cfg, prompt_BT, cache, logits_at_B=jnp.zeros_like(prompt_len_B))
-  state = _State(seq_BS=seq_BS, n_B=prompt_len_B, done_B=jnp.zeros((B,), bool),
-                 cache=cache.rollback(prompt_len_B - 1),
-                 draft_state=drafter.init(prompt_BT, prompt_len_B, S), stats=init_stats(B, k))
+  state = engine.start(prompt_BT, prompt_len_B, cache,
+                       drafter.init(prompt_BT, prompt_len_B, opts.capacity), opts)
 
-  def body(s: _State) -> _State:
+  def body(s: engine.LoopState) -> engine.LoopState:
     it = s.stats.target_calls  # one target call per iteration
     k_draft, k_acc, k_next = jax.random.split(jax.random.fold_in(key, it), 3)
     draft_BG, q_BGV, draft_state = drafter.propose(s.draft_state, s.seq_BS, s.n_B, k,
@@ -121,34 +84,11 @@ def _spec_generate_traced(target_params, drafter, prompt_BT, prompt_len_B, key, 
     p_BG1V = warp(logits_BG1V, opts.sampling)
     n_acc_B, next_BV = accept_and_correct(p_BG1V, q_BGV, draft_BG, k_acc)
     next_B = sample(k_next, next_BV, opts.sampling)
+    s = engine.advance(s, draft_BG, n_acc_B, next_B, cache, draft_state, opts,
+                       draft_calls=drafter.calls_per_proposal(k))
+    return s.replace(draft_state=drafter.commit(s.draft_state, s.n_B))
 
-    new_B = s.stats.new_tokens_B
-    emit_BG1, n_emit_B, hit_B = emit_block(draft_BG, n_acc_B, next_B, M - new_B, opts.eos_id)
-    live_B = ~s.done_B
-    n_emit_B = jnp.where(live_B, n_emit_B, 0)
-
-    # Slots past n + n_emit are stale, so the whole block is written.
-    write = lambda row_S, blk, at: jax.lax.dynamic_update_slice(row_S, blk, (at,))
-    seq_BS = jax.vmap(write)(s.seq_BS, emit_BG1, s.n_B)
-    n_B = s.n_B + n_emit_B
-    new_B = new_B + n_emit_B
-    done_B = s.done_B | (live_B & hit_B) | (new_B >= M)
-    stats = s.stats.replace(
-        target_calls=s.stats.target_calls + 1,
-        draft_calls=s.stats.draft_calls + drafter.calls_per_proposal(k),
-        accepted_histogram_BG=s.stats.accepted_histogram_BG +
-        jax.nn.one_hot(n_acc_B, k + 1, dtype=jnp.int32) * live_B[:, None],
-        new_tokens_B=new_B)
-    return s.replace(seq_BS=seq_BS, n_B=n_B, done_B=done_B,
-                     cache=cache.rollback(n_B - 1),  # O(1) per-row rollback
-                     draft_state=drafter.commit(draft_state, n_B), stats=stats)
-
-  state = jax.lax.while_loop(lambda s: ~jnp.all(s.done_B), body, state)
-  new_B = state.stats.new_tokens_B
-  cols_BM = prompt_len_B[:, None] + jnp.arange(M)
-  tokens_BM = jnp.take_along_axis(state.seq_BS, jnp.minimum(cols_BM, S - 1), axis=1)
-  tokens_BM = jnp.where(jnp.arange(M) < new_B[:, None], tokens_BM, 0)
-  out = jax.tree.map(sharding.replicate, (tokens_BM, new_B, state.stats))
+  out, state = engine.run(state, body, prompt_len_B, opts)
   return out + (state.cache, state.draft_state)
 
 
@@ -156,23 +96,26 @@ _spec_generate_jit = jax.jit(_spec_generate, static_argnames="opts")
 
 
 def _as_drafter(draft, target: Model, placement=None):
+  """(the drafter the loop runs, the longest sequence it allows or None)."""
+  draft = build_drafter(draft, target)
   if isinstance(draft, Model):
+    draft = model_drafter(draft)
+  if isinstance(draft, ModelDrafter):
     if draft.config.vocab_size != target.config.vocab_size:
       raise ValueError(f"draft and target vocab sizes differ: draft {draft.name!r} has "
                        f"{draft.config.vocab_size}, target {target.name!r} has "
                        f"{target.config.vocab_size}")
-    drafter = model_drafter(draft)
+    if not sharding.kernel_allowed(placement):
+      draft = draft.replace(config=draft.config.replace(matmul="xla"))
     if placement is not None:
-      drafter = drafter.replace(params=sharding.place_params(drafter.params, draft.config,
-                                                             placement), placement=placement)
-    return drafter, draft.config.max_len
+      draft = draft.replace(params=sharding.place_params(
+          draft.params, param_logical_axes(draft.config), placement), placement=placement)
+    return draft, draft.config.max_len
   if isinstance(draft, PromptLookup):
     return draft.replace(vocab_size=target.config.vocab_size), None
-  if isinstance(draft, ModelDrafter):
-    return _as_drafter(Model(config=draft.config, params=draft.params, name=draft.name), target,
-                       placement)
-  raise ValueError(f"draft must be a specjax Model (e.g. sj.load(...), sj.self_draft(...)) or "
-                   f"a drafter such as sj.prompt_lookup(...), got {type(draft).__name__}")
+  raise ValueError(f"draft must be a specjax Model (e.g. sj.load(...), sj.self_draft(...)), "
+                   f"a drafter such as sj.prompt_lookup(...), or a drafter name ('lookup:3', "
+                   f"'self:8', 'smollm2-135m-draft', a path), got {type(draft).__name__}")
 
 
 def speculative_generate(target: Model, draft, prompts, k: int = 4, max_new_tokens: int = 32,
@@ -182,8 +125,9 @@ def speculative_generate(target: Model, draft, prompts, k: int = 4, max_new_toke
                          draft_rules=None, pad_multiple: int = 16) -> GenerateOutput:
   """`sj.speculative_generate(target, draft, prompts, k, max_new_tokens, sampling, key)`.
 
-  `draft`: a Model sharing the target's vocab (a trained draft, `sj.self_draft`)
-  or a drafter (`sj.prompt_lookup`). Output, `eos_id` and `pad_multiple` as
+  `draft`: a Model sharing the target's vocab (a trained draft, `sj.self_draft`),
+  a drafter (`sj.prompt_lookup`), or a drafter name (`sj.build_drafter`:
+  "lookup:3", "self:8", "smollm2-135m-draft", a path). Output, `eos_id` and `pad_multiple` as
   `sj.generate`, with `stats`
   holding target/draft calls, the per-row accepted histogram over 0..k,
   acceptance rate and mean accepted length (bonus token included).
@@ -195,11 +139,11 @@ def speculative_generate(target: Model, draft, prompts, k: int = 4, max_new_toke
     raise ValueError(f"k (draft tokens per iteration) must be an integer >= 1, got {k!r}")
   draft_placement = sharding.make_placement(mesh, draft_rules or rules)
   drafter, draft_max_len = _as_drafter(draft, target, draft_placement)
-  params, prompt_BT, prompt_len_B, key, opts = prepare(
+  params, prompt_BT, prompt_len_B, key, opts = engine.prepare(
       target, prompts, max_new_tokens, sampling, key, eos_id, mesh, rules, k=k,
       max_len=min(target.config.max_len, draft_max_len or target.config.max_len),
       pad_multiple=pad_multiple)
   tokens, lengths, stats, cache, draft_state = _spec_generate_jit(
       params, drafter, prompt_BT, prompt_len_B, key, opts=opts)
-  out = finish(target, tokens, lengths, stats)
+  out = engine.finish(target, tokens, lengths, stats)
   return (out, cache, draft_state) if return_state else out

@@ -16,9 +16,8 @@ from typing import Callable, Dict, Sequence, Tuple
 
 import numpy as np
 
-from specjax.evals import humaneval_exec, metrics
+from specjax.evals import datasets, humaneval_exec, metrics
 from specjax.models.tokenizer import Tokenizer, chat_prompt
-from specjax.training import data
 
 FENCE = "```"
 
@@ -51,18 +50,18 @@ SUMMARY_QUESTION = "In one sentence, what does this paper propose?"
 
 
 def _summary_turn(row: dict) -> str:
-  return f"{SUMMARY_QUESTION}\n\nTitle: {row['title']}\n\n{data.aclsum_abstract(row)}"
+  return f"{SUMMARY_QUESTION}\n\nTitle: {row['title']}\n\n{datasets.aclsum_abstract(row)}"
 
 
 def summarization(tokenizer: Tokenizer, num_examples: int, shots: int = 1,
                   split: str = "test") -> Task:
   """ACLSum `split` papers: abstract -> one-sentence approach summary, `shots` train shots."""
-  rows = data.aclsum_split(split)
+  rows = datasets.aclsum_split(split)
   if not 1 <= num_examples <= len(rows):
     raise ValueError(f"summarization.num_examples must be in [1, {len(rows)}] (ACLSum {split}), "
                      f"got {num_examples}")
-  train = data.aclsum_split("train")
-  shot_rows = sorted(train, key=lambda r: len(data.aclsum_abstract(r)))[:shots]  # short shots
+  train = datasets.aclsum_split("train")
+  shot_rows = sorted(train, key=lambda r: len(datasets.aclsum_abstract(r)))[:shots]  # short shots
   messages = []
   for r in shot_rows:
     messages += [dict(role="user", content=_summary_turn(r)),
@@ -103,7 +102,7 @@ def code_completion(text: str, tokenizer: Tokenizer) -> str:
 def code(tokenizer: Tokenizer, num_problems: int, pass_at: Sequence[int] = (1,),
          timeout: float = 5.0) -> Task:
   """The first `num_problems` HumanEval problems; pass@k for each k in `pass_at`."""
-  problems = data.humaneval_problems()
+  problems = datasets.humaneval_problems()
   if not 1 <= num_problems <= len(problems):
     raise ValueError(f"code.num_problems must be in [1, {len(problems)}], got {num_problems}")
   stop = [tokenizer.eos_id]

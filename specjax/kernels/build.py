@@ -1,8 +1,10 @@
 """Builds the CPU matmul kernel: `python -m specjax.kernels.build [--force]`.
 
 Compiles `cpu_matmul.cc` (AVX-512 and AVX2 variants, picked at run time) against jaxlib's
-XLA FFI headers with the system's g++ into `_cpu_matmul.so` next to this file. Without a
-compiler, or on a CPU without AVX2 + FMA, specjax keeps to XLA's dot (`cpu_matmul.status()`).
+XLA FFI headers with the system's g++ into `cpu_matmul.LIB_PATH`, in the specjax cache
+directory (`$SPECJAX_CACHE` or `~/.cache/specjax`), named by a digest of the sources and
+the jax version. Without a compiler, or on a CPU without AVX2 + FMA, specjax keeps to XLA's
+dot (`cpu_matmul.status()`).
 """
 import os
 import shutil
@@ -13,7 +15,7 @@ import jax
 
 from specjax.kernels import cpu_matmul
 
-SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu_matmul.cc")
+SOURCE = cpu_matmul.SOURCES[0]  # includes the .inc
 
 
 def command(out: str):
@@ -25,12 +27,11 @@ def command(out: str):
 
 
 def build(force: bool = False) -> str:
-  """Builds `_cpu_matmul.so` if missing or older than its sources; returns its path."""
+  """Builds the library unless it exists (its name is its sources' digest); returns its path."""
   out = cpu_matmul.LIB_PATH
-  sources = [SOURCE, SOURCE.replace("cpu_matmul.cc", "cpu_matmul_kernel.inc")]
-  if not force and os.path.exists(out) and all(
-      os.path.getmtime(out) >= os.path.getmtime(s) for s in sources):
+  if not force and os.path.exists(out):
     return out
+  os.makedirs(os.path.dirname(out), exist_ok=True)
   tmp = out + f".tmp{os.getpid()}"
   subprocess.run(command(tmp), check=True)
   os.replace(tmp, out)  # atomic: a process loading the old library never sees half a file

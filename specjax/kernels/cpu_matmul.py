@@ -6,29 +6,45 @@ it switches to GEMM kernels that cost up to twice as much (docs/verification_cpu
 kernel in `cpu_matmul.cc` streams each weight once for up to 6 rows at a time, so 5 rows cost
 about what 1 does, and takes several weights that share an input (q/k/v, gate/up) in one
 call. It is built by `python -m specjax.kernels.build` (run by
-`launch/setup_env.sh`) into `_cpu_matmul.so` next to this file.
+`launch/setup_env.sh`) into the specjax cache directory (`specjax.cache`), named by a digest of
+its sources and the jax version: a read-only install works, and checkouts or environments
+that differ never load each other's library.
 
 `matmuls(x, ws)` takes the kernel when all of these hold, else `jnp.dot`:
 - the library is built, loads, and the CPU has AVX2 + FMA (`status()` says why not);
 - the model config asks for it (`ModelConfig.matmul == "auto"`, the default);
 - fp32 operands, and at most `MAX_ROWS` rows (decode and verification; prefill and training
   keep XLA's GEMM), except single rows where XLA's GEMV measured faster (`uses_kernel`);
-- no multi-device placement is active (the custom call has no sharding rule);
+- the caller resolved `mode` to "auto" for this placement: the custom call has no sharding
+  rule, so the samplers pass "xla" under a multi-device mesh (`sharding.kernel_allowed`);
 - the program is lowered for CPU (`lax.platform_dependent`): on GPU/TPU nothing changes.
 It is differentiable (its JVP uses XLA dots), and runs inside jit and `lax.while_loop`.
 """
 import ctypes
 import functools
+import hashlib
 import os
 from typing import Tuple
 
 import jax
 import jax.numpy as jnp
 
-from specjax import sharding
+from specjax.cache import cache_dir
 
 TARGET = "specjax_cpu_matmul"
-LIB_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_cpu_matmul.so")
+SOURCES = [os.path.join(os.path.dirname(os.path.abspath(__file__)), f)
+           for f in ("cpu_matmul.cc", "cpu_matmul_kernel.inc")]
+
+
+def _lib_path() -> str:
+  digest = hashlib.sha256(jax.__version__.encode())
+  for src in SOURCES:
+    with open(src, "rb") as f:
+      digest.update(f.read())
+  return cache_dir("kernels", f"cpu_matmul-{digest.hexdigest()[:16]}.so")
+
+
+LIB_PATH = _lib_path()
 MAX_ROWS = 32  # rows (batch x tokens) up to which the kernel is used
 # One row is a GEMV, which XLA already runs near memory bandwidth. There the kernel loses
 # on the tied vocab head (nt: 1.20x XLA's time for SmolLM2's [49152, 576]) and on the ~1B
@@ -100,9 +116,6 @@ def uses_kernel(x_MK, ws, nt: bool = False, mode: str = "auto") -> bool:
       any(a.dtype != jnp.float32 for a in (x_MK, *ws))):
     return False
   if rows == 1 and (nt or any(max(w.shape) > _GEMV_MAX_DIM for w in ws)):
-    return False
-  placement = sharding.current()
-  if placement is not None and placement.mesh.size > 1:
     return False
   return available()
 

@@ -16,21 +16,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from specjax.models import weight_names
 from specjax.models.config import ModelConfig
 from specjax.models.model import Model
 from specjax.models.tokenizer import Tokenizer
 
 _PERMUTED = {"llama": True, "qwen2": False}  # supported architectures
-
-
-def _permute(w: np.ndarray, n: int) -> np.ndarray:
-  """HF rotate-half row order -> llama.cpp's (convert_hf_to_gguf.py `permute`)."""
-  return w.reshape(n, 2, w.shape[0] // n // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
-def _unpermute(w: np.ndarray, n: int) -> np.ndarray:
-  """The inverse of `_permute`: llama.cpp row order -> rotate-half, per head."""
-  return w.reshape(n, w.shape[0] // n // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
 def _f32(x) -> float:
@@ -110,21 +101,7 @@ def _config(path: str, meta: Dict, names, emb_shape) -> ModelConfig:
 
 def _expected_shapes(c: ModelConfig) -> Dict[str, Tuple[int, ...]]:
   """numpy ([out, in]) shape of every tensor the model needs."""
-  D, F, V, qd, kd = c.d_model, c.d_ff, c.vocab_size, c.num_heads * c.head_dim, \
-      c.num_kv_heads * c.head_dim
-  s = {"token_embd.weight": (V, D), "output_norm.weight": (D,)}
-  if not c.tie_embeddings:
-    s["output.weight"] = (V, D)
-  for i in range(c.num_layers):
-    b = f"blk.{i}."
-    s.update({b + "attn_norm.weight": (D,), b + "ffn_norm.weight": (D,),
-              b + "attn_q.weight": (qd, D), b + "attn_k.weight": (kd, D),
-              b + "attn_v.weight": (kd, D), b + "attn_output.weight": (D, qd),
-              b + "ffn_gate.weight": (F, D), b + "ffn_up.weight": (F, D),
-              b + "ffn_down.weight": (D, F)})
-    if c.qkv_bias:
-      s.update({b + "attn_q.bias": (qd,), b + "attn_k.bias": (kd,), b + "attn_v.bias": (kd,)})
-  return s
+  return {w.gguf: weight_names.file_shape(w, c) for w in weight_names.weights(c)}
 
 
 def read_gguf(path: str) -> Tuple[ModelConfig, Dict, Optional[Tokenizer], Dict]:
@@ -156,7 +133,8 @@ def read_gguf(path: str) -> Tuple[ModelConfig, Dict, Optional[Tokenizer], Dict]:
       raise ValueError(f"{path}: tensor {name} has shape {tuple(x.shape)}, the metadata "
                        f"implies {shape}")
     w[name] = np.asarray(x, np.float32)
-  params = _to_params(cfg, w, _PERMUTED[meta["general.architecture"]])
+  params = weight_names.params_of(cfg, w.__getitem__, "gguf",
+                                  _PERMUTED[meta["general.architecture"]])
   tokenizer = None
   if meta.get("tokenizer.ggml.model") == "gpt2":
     tokenizer = Tokenizer.from_gguf_metadata(meta, source=path)
@@ -164,30 +142,6 @@ def read_gguf(path: str) -> Tuple[ModelConfig, Dict, Optional[Tokenizer], Dict]:
     warnings.warn(f"{path}: tokenizer.ggml.model {meta.get('tokenizer.ggml.model')!r} is not "
                   "supported (only byte-level BPE); the model has no tokenizer")
   return cfg, params, tokenizer, meta
-
-
-def _to_params(c: ModelConfig, w: Dict[str, np.ndarray], permuted: bool) -> Dict:
-  D, N, K, H = c.d_model, c.num_heads, c.num_kv_heads, c.head_dim
-  fix = (lambda x, n: _unpermute(x, n)) if permuted else (lambda x, n: x)
-  p = {"embedding_VD": w["token_embd.weight"], "final_norm": {"scale": w["output_norm.weight"]}}
-  if not c.tie_embeddings:
-    p["lm_head_DV"] = w["output.weight"].T
-  for i in range(c.num_layers):
-    g = lambda k: w[f"blk.{i}.{k}"]
-    attn = {"wq_DNH": fix(g("attn_q.weight"), N).T.reshape(D, N, H),
-            "wk_DKH": fix(g("attn_k.weight"), K).T.reshape(D, K, H),
-            "wv_DKH": g("attn_v.weight").T.reshape(D, K, H),
-            "wo_NHD": g("attn_output.weight").T.reshape(N, H, D)}
-    if c.qkv_bias:
-      attn.update(bq_NH=fix(g("attn_q.bias"), N).reshape(N, H),
-                  bk_KH=fix(g("attn_k.bias"), K).reshape(K, H),
-                  bv_KH=g("attn_v.bias").reshape(K, H))
-    p[f"layers_{i}"] = {
-        "attn_norm": {"scale": g("attn_norm.weight")}, "attn": attn,
-        "mlp_norm": {"scale": g("ffn_norm.weight")},
-        "mlp": {"wgate_DF": g("ffn_gate.weight").T, "wup_DF": g("ffn_up.weight").T,
-                "wdown_FD": g("ffn_down.weight").T}}
-  return p
 
 
 def load_gguf(path: str, dtype: str = "float32", name: Optional[str] = None) -> Model:
@@ -203,9 +157,6 @@ def write_gguf(model: Model, path: str) -> None:
   """Writes `model` as a float32 GGUF (llama.cpp layout; `qwen2` when it has q/k/v biases)."""
   c = model.config
   arch = "qwen2" if c.qkv_bias else "llama"
-  perm = (lambda x, n: _permute(x, n)) if _PERMUTED[arch] else (lambda x, n: x)
-  p = model.params
-  f32 = lambda x: np.asarray(x, np.float32)
   D, N, K, H = c.d_model, c.num_heads, c.num_kv_heads, c.head_dim
   w = gguf.GGUFWriter(os.fspath(path), arch)
   w.add_name(model.name)
@@ -224,26 +175,9 @@ def write_gguf(model: Model, path: str) -> None:
   w.add_file_type(gguf.LlamaFileType.ALL_F32)
   if model.tokenizer is not None:
     _add_tokenizer(w, model.tokenizer.gguf_metadata())
-  w.add_tensor("token_embd.weight", f32(p["embedding_VD"]))
-  for i in range(c.num_layers):
-    l, b = p[f"layers_{i}"], f"blk.{i}."
-    a, m = l["attn"], l["mlp"]
-    w.add_tensor(b + "attn_norm.weight", f32(l["attn_norm"]["scale"]))
-    w.add_tensor(b + "attn_q.weight", perm(f32(a["wq_DNH"]).reshape(D, N * H).T, N))
-    w.add_tensor(b + "attn_k.weight", perm(f32(a["wk_DKH"]).reshape(D, K * H).T, K))
-    w.add_tensor(b + "attn_v.weight", f32(a["wv_DKH"]).reshape(D, K * H).T)
-    w.add_tensor(b + "attn_output.weight", f32(a["wo_NHD"]).reshape(N * H, D).T)
-    if c.qkv_bias:
-      w.add_tensor(b + "attn_q.bias", perm(f32(a["bq_NH"]).reshape(-1), N))
-      w.add_tensor(b + "attn_k.bias", perm(f32(a["bk_KH"]).reshape(-1), K))
-      w.add_tensor(b + "attn_v.bias", f32(a["bv_KH"]).reshape(-1))
-    w.add_tensor(b + "ffn_norm.weight", f32(l["mlp_norm"]["scale"]))
-    w.add_tensor(b + "ffn_gate.weight", f32(m["wgate_DF"]).T)
-    w.add_tensor(b + "ffn_up.weight", f32(m["wup_DF"]).T)
-    w.add_tensor(b + "ffn_down.weight", f32(m["wdown_FD"]).T)
-  w.add_tensor("output_norm.weight", f32(p["final_norm"]["scale"]))
-  if not c.tie_embeddings:
-    w.add_tensor("output.weight", f32(p["lm_head_DV"]).T)
+  f32 = jax.tree.map(lambda x: np.asarray(x, np.float32), model.params)
+  for name, x in weight_names.tensors_of(c, f32, "gguf", _PERMUTED[arch]).items():
+    w.add_tensor(name, x)
   w.write_header_to_file()
   w.write_kv_data_to_file()
   w.write_tensors_to_file()

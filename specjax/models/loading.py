@@ -8,8 +8,9 @@ checkpoint directory.
 import dataclasses
 import importlib.util
 import os
-from typing import Dict, Union
+from typing import Dict, Optional, Union
 
+from specjax import checkpoint
 from specjax.models import gguf_io, safetensors_io
 from specjax.models.config import _DTYPES
 from specjax.models.model import Model
@@ -62,6 +63,11 @@ REGISTRY: Dict[str, Union[NamedModel, BundledModel]] = {
 }
 
 
+def restore_checkpoint(path, dtype: Optional[str] = None, sharding=None) -> Model:
+  """`sj.restore_checkpoint`: an orbax checkpoint, derived ones with their base (`load`)."""
+  return checkpoint.restore_checkpoint(path, dtype, sharding, load_base=load)
+
+
 def load(name_or_path: str, dtype: str = "float32") -> Model:
   """`sj.load("smollm2-135m")` or `sj.load(path)`: a Model with config, params, tokenizer.
 
@@ -71,16 +77,14 @@ def load(name_or_path: str, dtype: str = "float32") -> Model:
     raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
   key = os.fspath(name_or_path)
   if key in REGISTRY and isinstance(REGISTRY[key], BundledModel):
-    from specjax import checkpoint
-    return checkpoint.restore_checkpoint(REGISTRY[key].path(), dtype=dtype).replace(name=key)
+    return restore_checkpoint(REGISTRY[key].path(), dtype=dtype).replace(name=key)
   if key in REGISTRY:
     return gguf_io.load_gguf(REGISTRY[key].path(), dtype=dtype, name=key)
   if os.path.isfile(key):
     return gguf_io.load_gguf(key, dtype=dtype)  # names the file when it is not a GGUF
   if os.path.isdir(key):
-    from specjax import checkpoint  # lazy: keeps orbax out of `specjax.models` imports
     if checkpoint.is_checkpoint(key):
-      return checkpoint.restore_checkpoint(key, dtype=dtype)
+      return restore_checkpoint(key, dtype=dtype)
     if os.path.isfile(os.path.join(key, "config.json")):
       return safetensors_io.load_hf(key, dtype=dtype)
     raise ValueError(f"{key}: neither a specjax checkpoint ({checkpoint.MODEL_FILE}) nor an HF "
@@ -105,7 +109,6 @@ def save(model: Model, path: str, format: str = "safetensors") -> str:  # noqa: 
   if format == "safetensors":
     safetensors_io.save_hf(model, path)
   elif format == "orbax":
-    from specjax import checkpoint
     checkpoint.save_checkpoint(model, path)
   elif format == "gguf":
     gguf_io.write_gguf(model, path)

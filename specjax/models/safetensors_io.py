@@ -3,7 +3,7 @@
 An HF directory is `config.json` + `model.safetensors` (or shards listed in
 `model.safetensors.index.json`) + optionally `tokenizer.json`. HF matrices are
 `nn.Linear` weights, [out, in]; HF's Q/K rows are already in rotate-half order
-(the permutation is a GGUF affair), so the mapping here is reshapes and
+(the permutation is a GGUF affair), so the mapping (`weight_names`) is reshapes and
 transposes only, and export -> import is bit-exact.
 """
 import functools
@@ -17,6 +17,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from specjax.models import weight_names
 from specjax.models.config import ModelConfig
 from specjax.models.model import Model, init_params
 from specjax.models.tokenizer import Tokenizer
@@ -73,31 +74,19 @@ def config_to_hf(c: ModelConfig, bos_id: Optional[int] = None,
       "torch_dtype": c.dtype, "use_cache": True}
 
 
+def _o_bias(i: int) -> str:
+  # Llama's attention_bias also gives o_proj a bias, which specjax lacks: exported as zeros,
+  # and must be zero on import. Qwen2 has none.
+  return f"model.layers.{i}.self_attn.o_proj.bias"
+
+
 def _hf_layout(c: ModelConfig, params) -> Dict:
   """specjax params -> {HF tensor name: [out, in] array}; array methods only, so that it
   runs on numpy arrays and, under `jax.eval_shape`, on shapes."""
-  D, N, K, H = c.d_model, c.num_heads, c.num_kv_heads, c.head_dim
-  t = {"model.embed_tokens.weight": params["embedding_VD"],
-       "model.norm.weight": params["final_norm"]["scale"]}
-  if not c.tie_embeddings:
-    t["lm_head.weight"] = params["lm_head_DV"].T
-  for i in range(c.num_layers):
-    l, b = params[f"layers_{i}"], f"model.layers.{i}."
-    a, m = l["attn"], l["mlp"]
-    t[b + "input_layernorm.weight"] = l["attn_norm"]["scale"]
-    t[b + "post_attention_layernorm.weight"] = l["mlp_norm"]["scale"]
-    t[b + "self_attn.q_proj.weight"] = a["wq_DNH"].reshape(D, N * H).T
-    t[b + "self_attn.k_proj.weight"] = a["wk_DKH"].reshape(D, K * H).T
-    t[b + "self_attn.v_proj.weight"] = a["wv_DKH"].reshape(D, K * H).T
-    t[b + "self_attn.o_proj.weight"] = a["wo_NHD"].reshape(N * H, D).T
-    if c.qkv_bias:
-      t[b + "self_attn.q_proj.bias"] = a["bq_NH"].reshape(-1)
-      t[b + "self_attn.k_proj.bias"] = a["bk_KH"].reshape(-1)
-      t[b + "self_attn.v_proj.bias"] = a["bv_KH"].reshape(-1)
-      t[b + "self_attn.o_proj.bias"] = np.zeros((D,), a["bq_NH"].dtype)
-    t[b + "mlp.gate_proj.weight"] = m["wgate_DF"].T
-    t[b + "mlp.up_proj.weight"] = m["wup_DF"].T
-    t[b + "mlp.down_proj.weight"] = m["wdown_FD"].T
+  t = weight_names.tensors_of(c, params, "hf")
+  for i in range(c.num_layers if c.qkv_bias else 0):
+    dtype = weight_names.lookup(params, f"layers_{i}/attn/bq_NH").dtype
+    t[_o_bias(i)] = np.zeros((c.d_model,), dtype)
   return t
 
 
@@ -115,27 +104,7 @@ def hf_shapes(c: ModelConfig) -> Dict[str, jax.ShapeDtypeStruct]:
 
 def params_from_hf(c: ModelConfig, get: Callable[[str], np.ndarray]) -> Dict:
   """The inverse of `params_to_hf`; `get(name)` returns a (shape-checked) tensor."""
-  D, N, K, H = c.d_model, c.num_heads, c.num_kv_heads, c.head_dim
-  p = {"embedding_VD": get("model.embed_tokens.weight"),
-       "final_norm": {"scale": get("model.norm.weight")}}
-  if not c.tie_embeddings:
-    p["lm_head_DV"] = get("lm_head.weight").T
-  for i in range(c.num_layers):
-    g = lambda k: get(f"model.layers.{i}.{k}")
-    attn = {"wq_DNH": g("self_attn.q_proj.weight").T.reshape(D, N, H),
-            "wk_DKH": g("self_attn.k_proj.weight").T.reshape(D, K, H),
-            "wv_DKH": g("self_attn.v_proj.weight").T.reshape(D, K, H),
-            "wo_NHD": g("self_attn.o_proj.weight").T.reshape(N, H, D)}
-    if c.qkv_bias:
-      attn.update(bq_NH=g("self_attn.q_proj.bias").reshape(N, H),
-                  bk_KH=g("self_attn.k_proj.bias").reshape(K, H),
-                  bv_KH=g("self_attn.v_proj.bias").reshape(K, H))
-    p[f"layers_{i}"] = {
-        "attn_norm": {"scale": g("input_layernorm.weight")}, "attn": attn,
-        "mlp_norm": {"scale": g("post_attention_layernorm.weight")},
-        "mlp": {"wgate_DF": g("mlp.gate_proj.weight").T, "wup_DF": g("mlp.up_proj.weight").T,
-                "wdown_FD": g("mlp.down_proj.weight").T}}
-  return p
+  return weight_names.params_of(c, get, "hf")
 
 
 def _weight_files(directory: str) -> Dict[str, str]:
@@ -193,8 +162,7 @@ def load_hf(directory: str, dtype: str = "float32", name: Optional[str] = None) 
     raise ValueError(f"{directory}: unexpected tensor {unexpected[0]} (and "
                      f"{len(unexpected) - 1} more): an unsupported architecture variant?")
   params = params_from_hf(cfg, get)
-  for i in range(cfg.num_layers):  # Llama's attention_bias has one; Qwen2 has none
-    key = f"model.layers.{i}.self_attn.o_proj.bias"
+  for key in map(_o_bias, range(cfg.num_layers)):
     if key in files and np.any(np.asarray(get(key)) != 0):
       raise ValueError(f"{directory}: tensor {key} is nonzero; an output-projection bias is "
                        "not supported")

@@ -187,15 +187,15 @@ class Transformer(nn.Module):
   With a cache, the T tokens of row b sit at positions `cache.length_B[b] + t`;
   they are written into the cache and the returned cache's lengths advance by
   T. Without one (`cache=None`), the call is a plain causal forward over the T
-  tokens at positions `0..T-1` (or `positions_BT`). `logits_at_B` selects one
+  tokens at positions `0..T-1`. `logits_at_B` selects one
   position per row for the head (e.g. the last prompt token), giving [B, 1, V]
   and sparing the vocab projection for the rest.
   """
   config: ModelConfig
 
   @nn.compact
-  def __call__(self, tokens_BT, cache: Optional[KVCache] = None, positions_BT=None,
-               logits_at_B=None, head_logits=False):
+  def __call__(self, tokens_BT, cache: Optional[KVCache] = None, logits_at_B=None,
+               head_logits=False):
     c = self.config
     dt, init = c.jnp_dtype, nn.initializers.normal(c.init_std)
     V, U = c.vocab_size, c.head_size
@@ -206,9 +206,8 @@ class Transformer(nn.Module):
     rows = U + 1 if c.sub_vocab and c.tie_embeddings else V
     embedding_VD = _param(self, "embedding_VD", ("vocab", "embed"), (rows, c.d_model), init, dt)
     B, T = tokens_BT.shape
-    if positions_BT is None:
-      start_B = jnp.zeros((B,), jnp.int32) if cache is None else cache.length_B
-      positions_BT = start_B[:, None] + jnp.arange(T, dtype=jnp.int32)
+    start_B = jnp.zeros((B,), jnp.int32) if cache is None else cache.length_B
+    positions_BT = start_B[:, None] + jnp.arange(T, dtype=jnp.int32)
     rows_BT = tokens_BT
     if c.sub_vocab and c.tie_embeddings:
       rows_BT = sub_vocab_index(ids_U, V, outside=U)[tokens_BT]
@@ -246,11 +245,11 @@ class Transformer(nn.Module):
 
 
 def forward(params, config: ModelConfig, tokens_BT, cache: Optional[KVCache] = None,
-            positions_BT=None, logits_at_B=None, head_logits=False):
+            logits_at_B=None, head_logits=False):
   """Pure function: `(params, tokens, cache) -> (logits_BTV float32, cache)`.
 
   `head_logits=True` returns a sub-vocab model's logits over its own U ids
   (ordered as `params["vocab_ids_U"]`) instead of scattering them into V.
   """
-  return Transformer(config).apply({"params": params}, tokens_BT, cache, positions_BT,
-                                   logits_at_B, head_logits)
+  return Transformer(config).apply({"params": params}, tokens_BT, cache, logits_at_B,
+                                   head_logits)

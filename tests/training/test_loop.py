@@ -69,7 +69,8 @@ def test_a_workdir_of_another_run_is_refused_and_left_intact(tmp_path):
 
 @pytest.mark.parametrize("overrides,msg", [
     ({"distill.divergence": "kl"}, "unknown divergence 'kl'"),
-    ({"distill.temperature": 0.0}, "temperature > 0"),
+    ({"distill.sampling.temperature": 0.0}, "temperature > 0"),
+    ({"eval.sampling.top_p": 0.0}, "top_p"),
     ({"target": "/nonexistent/target"}, "neither a known model name"),
     ({"data.mixture": "corpus:1,teacher:1"}, "sources from"),
     ({"mode": "lm", "data.mixture": "target:1"}, "corpus only"),
@@ -96,3 +97,14 @@ def test_scratch_lm_preset_trains_on_real_code(tmp_path):
   out = train_exp.run(cfg, str(tmp_path), verbose=False)
   assert out["step"] == 2 and np.isfinite(out["loss"]) and out["loss"] > 5  # ~ln(49152)
   assert out["params"]["embedding_VD"].shape == (49152, 512)
+
+
+def test_on_policy_generation_and_eval_use_their_whole_sampling_configs():
+  """The target generates (mixture `target:`) under all of distill.sampling, top_k and
+  top_p included (it took the temperature alone); eval under eval.sampling."""
+  cfg = _cfg(**{"distill.sampling.temperature": 0.7, "distill.sampling.top_k": 5,
+                "distill.sampling.top_p": 0.9, "eval.sampling.temperature": 0.5,
+                "eval.sampling.top_p": 0.8})
+  spec = train_exp.loop_spec(cfg, train_exp.parse_mixture(cfg.data.mixture))
+  assert spec.gen_sampling == sj.Sampling(0.7, top_k=5, top_p=0.9)
+  assert spec.eval_sampling == sj.Sampling(0.5, top_k=0, top_p=0.8)

@@ -1,0 +1,171 @@
+"""The sampling engine that ArS and SpS share; each loop supplies only its body.
+
+Host side: `prepare` checks every input before anything compiles and places the
+batch; `finish` decodes. Traced side, one state for both loops (`LoopState`):
+per row the committed tokens `seq_BS[:n_B]` (prompt + output), whether the
+row is done, the target's KV cache holding the first n_B - 1 committed tokens
+(the newest is fed by the next call), the drafter's state and the statistics.
+An iteration of either loop ends in `advance`: it emits a *block* per row (the
+accepted drafts, then one sampled token: ArS's blocks have no drafts), cuts it
+at the token budget and after a stop id (`emit_block`), writes it, rolls the
+caches back per row in O(1) and counts. `run` is the while_loop and the output.
+"""
+import dataclasses
+from typing import Any, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from specjax import sharding
+from specjax.decoding import inputs
+from specjax.decoding.sampling import Sampling
+from specjax.decoding.stats import Stats, init_stats
+from specjax.models.config import ModelConfig
+from specjax.models.kv_cache import KVCache
+from specjax.models.model import Model, param_logical_axes
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateOutput:
+  tokens: jax.Array   # int32[B, max_new_tokens]; after a row's end: pad_id (0)
+  lengths: jax.Array  # int32[B]; new tokens per row, its EOS included
+  stats: Stats
+  texts: Optional[list] = None  # decoded rows, when the model has a tokenizer
+
+  def row(self, b: int) -> list:
+    return [int(t) for t in self.tokens[b, : int(self.lengths[b])]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:  # static options of both loops: one compilation per distinct value
+  config: ModelConfig
+  sampling: Sampling
+  max_new_tokens: int
+  capacity: int
+  eos_id: Optional[Tuple[int, ...]]  # stop ids
+  placement: Optional[sharding.Placement] = None
+  k: int = 0  # draft tokens per iteration: blocks of up to k + 1 tokens (ArS: 0)
+
+
+def prepare(model: Model, prompts, max_new_tokens, sampling, key, eos_id, mesh, rules,
+            k: int = 0, max_len: Optional[int] = None, pad_multiple: int = 16):
+  """Checks every input on the host (before compiling) and places the batch.
+
+  Returns (params, prompt_BT, prompt_len_B, key, Options). `k` > 0 reserves
+  the k + 1 slots a verification call writes past the committed tokens.
+  """
+  if not isinstance(sampling, Sampling):
+    raise ValueError(f"sampling must be a specjax.Sampling, got {type(sampling).__name__}")
+  placement = sharding.make_placement(mesh, rules)
+  cfg = model.config
+  if not sharding.kernel_allowed(placement):
+    cfg = cfg.replace(matmul="xla")
+  max_len = cfg.max_len if max_len is None else max_len
+  eos_id = inputs.check_eos(model.eos_id if eos_id is inputs.MODEL_EOS else eos_id,
+                            cfg.vocab_size)
+  ids = inputs.encode_prompts(prompts, model.tokenizer)
+  prompt_BT, prompt_len_B, capacity = inputs.pack_prompts(
+      ids, cfg.vocab_size, max_len, max_new_tokens, extra_slots=k + 1 if k else 0,
+      pad_multiple=pad_multiple)
+  longest = int(prompt_len_B.max())
+  if k and longest + max_new_tokens + k > max_len:
+    raise ValueError(f"prompt ({longest} tokens) + max_new_tokens ({max_new_tokens}) + k ({k}) "
+                     f"= {longest + max_new_tokens + k} exceeds the cache capacity the models "
+                     f"allow (max_len {max_len})")
+  if key is None:
+    if not sampling.greedy:
+      raise ValueError("sampling with temperature > 0 needs a PRNG key: pass key=...")
+    key = jax.random.key(0)
+  params = model.params
+  if placement is not None:
+    params = sharding.place_params(params, param_logical_axes(cfg), placement)
+    prompt_BT, prompt_len_B = sharding.place_inputs(placement, len(ids), prompt_BT, prompt_len_B)
+  opts = Options(cfg, sampling, int(max_new_tokens), capacity, eos_id, placement, k)
+  return params, prompt_BT, prompt_len_B, key, opts
+
+
+def finish(model: Model, tokens, lengths, stats) -> GenerateOutput:
+  texts = None
+  if model.tokenizer is not None:
+    texts = [model.tokenizer.decode(r[:n]) for r, n in zip(tokens.tolist(), lengths.tolist())]
+  return GenerateOutput(tokens=tokens, lengths=lengths, stats=stats, texts=texts)
+
+
+@struct.dataclass
+class LoopState:
+  seq_BS: jax.Array     # int32[B, S]: committed tokens at their positions (stale after n_B)
+  n_B: jax.Array        # int32[B]: committed tokens (prompt + output)
+  done_B: jax.Array     # bool[B]: ended rows stop changing
+  cache: KVCache        # the target's: the first n_B - 1 committed tokens
+  draft_state: Any      # the drafter's (SpS), () for ArS
+  stats: Stats
+
+
+def start(prompt_BT, prompt_len_B, cache: KVCache, draft_state, opts: Options) -> LoopState:
+  """The state before any token is emitted: the prompts committed, nothing done."""
+  B, width = prompt_BT.shape
+  seq_BS = jnp.zeros((B, opts.capacity), jnp.int32).at[:, :width].set(prompt_BT)
+  return LoopState(seq_BS=sharding.constrain(seq_BS, ("batch", None)), n_B=prompt_len_B,
+                   done_B=jnp.zeros((B,), bool), cache=cache.rollback(prompt_len_B - 1),
+                   draft_state=draft_state, stats=init_stats(B, opts.k))
+
+
+def emit_block(draft_BG, n_acc_B, next_B, room_B, eos_id):
+  """The tokens one verification emits per row, and how many.
+
+  The block is the n_acc accepted drafts then the correction (or bonus) token,
+  n_acc + 1 tokens, cut to the row's remaining budget `room_B` and after its
+  first stop id. Returns (emit_BG1, n_emit_B, hit_B): the block (positions
+  past n_emit hold junk, later overwritten), its emitted length, whether a
+  stop id ended it.
+  """
+  B, k = draft_BG.shape
+  j_G1 = jnp.arange(k + 1)
+  draft_pad_BG1 = jnp.concatenate([draft_BG, jnp.zeros((B, 1), jnp.int32)], axis=1)
+  emit_BG1 = jnp.where(j_G1 < n_acc_B[:, None], draft_pad_BG1, next_B[:, None])
+  n_emit_B = jnp.minimum(n_acc_B + 1, room_B)
+  if eos_id is None:
+    return emit_BG1, n_emit_B, jnp.zeros((B,), bool)
+  is_eos_BG1 = inputs.is_eos(emit_BG1, eos_id) & (j_G1 < n_emit_B[:, None])
+  hit_B = jnp.any(is_eos_BG1, axis=1)
+  return emit_BG1, jnp.where(hit_B, jnp.argmax(is_eos_BG1, axis=1) + 1, n_emit_B), hit_B
+
+
+def advance(s: LoopState, draft_BG, n_acc_B, next_B, cache: KVCache, draft_state,
+            opts: Options, draft_calls: int = 0, count: bool = True) -> LoopState:
+  """Emits each live row's block (`draft_BG[:, :n_acc]` then `next_B`) and counts it.
+
+  `cache`: the target's after this iteration's call; it is rolled back to the
+  new n_B - 1 (O(1)). `draft_state` is the drafter's, committed by the caller.
+  `count=False` (ArS's first token, from the prefill) counts no call and no block.
+  """
+  M = opts.max_new_tokens
+  new_B = s.stats.new_tokens_B
+  emit_BG1, n_emit_B, hit_B = emit_block(draft_BG, n_acc_B, next_B, M - new_B, opts.eos_id)
+  live_B = ~s.done_B
+  n_emit_B = jnp.where(live_B, n_emit_B, 0)
+  # Slots past n + n_emit are stale, so the whole block is written.
+  write = lambda row_S, blk, at: jax.lax.dynamic_update_slice(row_S, blk, (at,))
+  seq_BS = jax.vmap(write)(s.seq_BS, emit_BG1, s.n_B)
+  n_B = s.n_B + n_emit_B
+  new_B = new_B + n_emit_B
+  stats = s.stats.replace(new_tokens_B=new_B)
+  if count:
+    stats = stats.replace(
+        target_calls=stats.target_calls + 1, draft_calls=stats.draft_calls + draft_calls,
+        accepted_histogram_BG=stats.accepted_histogram_BG +
+        jax.nn.one_hot(n_acc_B, opts.k + 1, dtype=jnp.int32) * live_B[:, None])
+  return s.replace(seq_BS=seq_BS, n_B=n_B, done_B=s.done_B | (live_B & hit_B) | (new_B >= M),
+                   cache=cache.rollback(n_B - 1), draft_state=draft_state, stats=stats)
+
+
+def run(state: LoopState, body, prompt_len_B, opts: Options):
+  """The while_loop (until every row is done), then each row's new tokens, padded with 0."""
+  state = jax.lax.while_loop(lambda s: ~jnp.all(s.done_B), body, state)
+  M, S = opts.max_new_tokens, opts.capacity
+  new_B = state.stats.new_tokens_B
+  cols_BM = prompt_len_B[:, None] + jnp.arange(M)
+  tokens_BM = jnp.take_along_axis(state.seq_BS, jnp.minimum(cols_BM, S - 1), axis=1)
+  tokens_BM = jnp.where(jnp.arange(M) < new_B[:, None], tokens_BM, 0)
+  return jax.tree.map(sharding.replicate, (tokens_BM, new_B, state.stats)), state
