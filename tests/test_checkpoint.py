@@ -118,8 +118,10 @@ def test_corrupt_checkpoints_name_the_file(tmp_path):
 
 
 def test_derived_checkpoint_stores_only_what_differs_from_its_base(tmp_path, monkeypatch):
-  from specjax.checkpoint import restore_checkpoint, save_checkpoint
+  from specjax import checkpoint
+  from specjax.checkpoint import save_checkpoint
   from specjax.models import drafts, loading
+  from specjax.models.loading import restore_checkpoint  # sj.restore_checkpoint: loads the base
   from tests.helpers import tiny_model as seeded_tiny_model
   target = seeded_tiny_model(seed=3)
   draft = drafts.adapted_self_draft(target, 1, jax.random.key(0), adapter_dim=8,
@@ -137,3 +139,5 @@ def test_derived_checkpoint_stores_only_what_differs_from_its_base(tmp_path, mon
   assert back.params["vocab_ids_U"].dtype == np.int32
   assert restore_checkpoint(str(tmp_path / "d"), dtype="bfloat16").params[
       "vocab_ids_U"].dtype == np.int32  # a dtype cast leaves integer params alone
+  with pytest.raises(ValueError, match="derived from 'tiny-base'"):  # no loader for its base
+    checkpoint.restore_checkpoint(str(tmp_path / "d"))
