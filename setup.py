@@ -4,8 +4,9 @@ setup(
     name="specjax",
     version="0.1.0",
     description="Speculative sampling research framework in JAX/Flax",
-    # configs/ and experiments/ are installed too, so `python experiments/x.py` can import them.
-    packages=find_packages(include=["specjax", "specjax.*", "configs", "experiments"]),
+    # Only the library is installed; the mains run from the repository root as modules
+    # (`python -m experiments.x`), which puts configs/ and experiments/ on the path.
+    packages=find_packages(include=["specjax", "specjax.*"]),
     # Checkpoints that ship with the package (sj.load("smollm2-135m-draft")).
     package_data={"specjax": ["data/**/*", "kernels/*.cc", "kernels/*.inc"]},
     python_requires=">=3.10",

@@ -1,14 +1,19 @@
 """Model shape presets: `get_config("tiny" | "smollm2_135m" | "chinchilla_70b" | ...)`.
 
-Each returns the ConfigDict of a `specjax.ModelConfig` (random weights; real
-weights come from `sj.load`). Chinchilla-style shapes follow Hoffmann et al.
+Each returns the ConfigDict of a `specjax.ModelConfig`: the preset's fields over
+ModelConfig's defaults (random weights, named `random:<preset>` in flags; real
+weights come from `sj.load`, e.g. `smollm2-135m`). Chinchilla-style shapes follow Hoffmann et al.
 2022 (Table A9 shapes for the small ones; 70B: 80 layers, d_model 8192, 64
 heads of 128) and the 4B draft of Chen et al. 2023 (8 layers, d_model 6144),
 rendered in the Llama family (RMSNorm, SwiGLU, RoPE) with a 32k vocab.
 """
+import dataclasses
+
 import ml_collections
 
-_PRESETS = {
+from specjax.models.config import ModelConfig
+
+PRESETS = {
     # Tests: small enough to compile in a second or two on CPU.
     "tiny": dict(vocab_size=64, d_model=64, num_layers=2, num_heads=4, num_kv_heads=2,
                  head_dim=16, d_ff=128, max_len=512),
@@ -37,11 +42,7 @@ _PRESETS = {
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
-  if arg not in _PRESETS:
-    raise ValueError(f"unknown model preset {arg!r}; choose from {sorted(_PRESETS)}")
-  cfg = ml_collections.ConfigDict(dict(
-      vocab_size=256, d_model=64, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16,
-      d_ff=128, rope_theta=10000.0, norm_eps=1e-5, tie_embeddings=True, qkv_bias=False,
-      max_len=2048, dtype="float32", init_std=0.02))
-  cfg.update(_PRESETS[arg])
-  return cfg
+  """Every `ModelConfig` field: the preset's values over ModelConfig's own defaults."""
+  if arg not in PRESETS:
+    raise ValueError(f"unknown model preset {arg!r}; choose from {sorted(PRESETS)}")
+  return ml_collections.ConfigDict(dataclasses.asdict(ModelConfig(**PRESETS[arg])))

@@ -1,6 +1,6 @@
 """Chen et al. 2023 Table 1 / Figure 1 presets: `--config=configs/table1.py:quick|medium|full|test`.
 
-  python experiments/speedup_table.py --config=configs/table1.py:quick --workdir=runs/table1_quick
+  python -m experiments.speedup_table --config=configs/table1.py:quick --workdir=runs/table1_quick
 
 Rows: for each task x sampling mode, ArS and SpS with each drafter in `drafters`
 (the first is the table's main SpS row). Drafters: a model name/path (the
@@ -16,7 +16,7 @@ from configs.common import sampling as _sampling
 def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
   cfg = ml_collections.ConfigDict()
   cfg.target = "smollm2-135m"
-  cfg.drafters = ["smollm2-135m-draft", "self:8", "lookup:3"]
+  cfg.drafters = ("smollm2-135m-draft", "self:8", "lookup:3")  # tuples: overridable by flags
   cfg.dtype = "float32"      # 'bfloat16' on accelerators; fp32 is much faster on CPU
   cfg.k = 4
   cfg.batch = 1              # rows per generate call (the paper: 1)
@@ -29,48 +29,48 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
                                            greedy=_sampling(0.0, top_p=1.0))),
       samples=ml_collections.ConfigDict(dict(nucleus=1, greedy=1))))
   cfg.code = ml_collections.ConfigDict(dict(
-      num_examples=164, max_new_tokens=512, pass_at=[1, 10], timeout=5.0,
+      num_examples=164, max_new_tokens=512, pass_at=(1, 10), timeout=5.0,
       modes=ml_collections.ConfigDict(dict(nucleus=_sampling(0.8, top_p=0.95),
                                            greedy=_sampling(0.0, top_p=1.0))),
       samples=ml_collections.ConfigDict(dict(nucleus=10, greedy=1))))
-  cfg.tasks = ["summarization", "code"]
+  cfg.tasks = ("summarization", "code")
   # Figure 1: time to sample `new_tokens` (no EOS), acceptance, time per loop, against K.
   cfg.sweep = ml_collections.ConfigDict(dict(
-      ks=list(range(9)), task="summarization", prompts=8, new_tokens=128,
+      ks=tuple(range(9)), task="summarization", prompts=8, new_tokens=128,
       sampling=_sampling(1.0, top_p=0.8)))
   cfg.cost_repeats = 3       # repeats of the per-call cost measurements (c, r)
   cfg.cost_context = 0       # context (tokens) of those measurements; 0: each task's median prompt
 
   if arg == "full":  # the whole table (hours on 2 CPU cores; resumable, extendable)
-    cfg.code.pass_at = [1, 5]
+    cfg.code.pass_at = (1, 5)
     cfg.code.samples.nucleus = 5
   elif arg == "medium":  # a subset of every row: about 40 minutes on 2 CPU cores
     cfg.summarization.num_examples = 30
     cfg.code.num_examples = 30
-    cfg.code.pass_at = [1, 2]
+    cfg.code.pass_at = (1, 2)
     cfg.code.samples.nucleus = 2
     cfg.sweep.prompts = 4
   elif arg == "quick":  # the README main command: ~8 min on 2 CPU cores (7m39s measured)
-    cfg.drafters = ["smollm2-135m-draft", "lookup:3"]
+    cfg.drafters = ("smollm2-135m-draft", "lookup:3")
     cfg.summarization.num_examples = 4
     cfg.code.num_examples = 4
     cfg.code.max_new_tokens = 256
-    cfg.code.pass_at = [1, 2]
+    cfg.code.pass_at = (1, 2)
     cfg.code.samples.nucleus = 2
-    cfg.sweep.ks = [0, 1, 2, 4, 8]
+    cfg.sweep.ks = (0, 1, 2, 4, 8)
     cfg.sweep.prompts = 2
     cfg.cost_repeats = 1
     cfg.cost_context = 256
     cfg.pad_multiple = 640   # one prompt width (one compilation) per task and row
   elif arg == "test":  # CI: every output file on a 2-example subset
-    cfg.drafters = ["smollm2-135m-draft", "lookup:3"]
+    cfg.drafters = ("smollm2-135m-draft", "lookup:3")
     cfg.summarization.num_examples = 2
     cfg.summarization.max_new_tokens = 24
     cfg.code.num_examples = 2
     cfg.code.max_new_tokens = 48
-    cfg.code.pass_at = [1, 2]
+    cfg.code.pass_at = (1, 2)
     cfg.code.samples.nucleus = 2
-    cfg.sweep.ks = [0, 2]
+    cfg.sweep.ks = (0, 2)
     cfg.sweep.prompts = 2
     cfg.sweep.new_tokens = 16
     cfg.cost_repeats = 1

@@ -78,7 +78,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
       cfg.draft.update(small)
     elif arg == "smollm2_adapter":
       cfg.draft.update(kind="self", layers=4, adapter_dim=1024, sub_vocab=8192)
-      cfg.trainable = "adapter,adapter_norm,lm_head_DV"
+      cfg.trainable = "adapter,adapter_norm,lm_head_DU"
       cfg.optim.learning_rate = 1e-3
     else:
       raise ValueError(f"unknown preset {arg!r}")

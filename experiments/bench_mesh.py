@@ -1,58 +1,66 @@
 """SpS (and ArS) tokens/s on one device vs meshes, and whether the tokens match.
 
-  python experiments/bench_mesh.py --cpu_devices=8 --target=random:tiny_shardable \
-      --meshes=1x1,1x8,2x4,8x1
-  python experiments/bench_mesh.py --cpu_devices=8 --target=smollm2-135m --draft=lookup:3 \
-      --meshes=1x1,8x1 --batch=8
+  python -m experiments.bench_mesh --config=configs/bench_mesh.py:tiny --cpu_devices=8 \
+      --config.meshes="('1x1', '1x8', '2x4', '8x1')"
+  python -m experiments.bench_mesh --config=configs/bench_mesh.py:smollm2 --cpu_devices=8
 
 On this 2-core machine 8 simulated devices cannot be faster than one: the
 point is that the same program runs sharded and gives the same tokens. On a
 GPU/TPU host the same command measures real scaling.
 """
 import json
-import time
+import math
 
-from absl import app, flags
 import jax
 import numpy as np
 
 import specjax as sj
 from experiments import common
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("target", "random:tiny_shardable", "target model")
-flags.DEFINE_string("draft", "self:1", "drafter: self:N, lookup:N or a model")
-flags.DEFINE_list("meshes", ["1x1", "8x1"], "mesh shapes (data x model)")
-flags.DEFINE_string("rules", "default", "target rules: default or replicated")
-flags.DEFINE_integer("batch", 8, "rows")
-flags.DEFINE_integer("k", 4, "draft tokens per iteration")
-flags.DEFINE_integer("new_tokens", 32, "new tokens per row")
-flags.DEFINE_integer("repeats", 2, "timed repeats (best)")
+from specjax import perf
 
 
-def main(_):
-  common.init_distributed()
-  target = common.build_model(FLAGS.target)
-  draft = sj.build_drafter(FLAGS.draft, target)
+def _shape(spec: str):
+  try:
+    shape = tuple(int(x) for x in spec.split("x"))
+  except ValueError:
+    shape = ()
+  if len(shape) != 2 or min(shape) < 1:
+    raise ValueError(f"config.meshes: {spec!r} is not DATAxMODEL (e.g. '2x4')")
+  return shape
+
+
+def check_config(cfg) -> None:
+  """Every config error, raised before a model loads (the device count is known by now)."""
+  common.check_ints(cfg, batch=1, k=1, new_tokens=1, repeats=1)
+  common.check_model(cfg, "target")
+  common.check_names(cfg, "meshes", "'DxM'")
+  for spec in cfg.meshes:
+    n = math.prod(_shape(spec))
+    if n != 1 and n != jax.device_count():
+      raise ValueError(f"config.meshes: {spec!r} needs {n} devices, there are "
+                       f"{jax.device_count()} (CPU: --cpu_devices={n})")
+  common.rules_from_name(cfg.rules)
+
+
+def main(cfg) -> None:
+  check_config(cfg)
+  target = common.build_model(cfg.target)
+  draft = sj.build_drafter(cfg.draft, target)
   rng = np.random.default_rng(0)
   prompts = [rng.integers(0, target.config.vocab_size, 8 + 3 * b).tolist()
-             for b in range(FLAGS.batch)]
+             for b in range(cfg.batch)]
   rows, ref = [], {}
-  for spec in FLAGS.meshes:
-    shape = tuple(int(x) for x in spec.split("x"))
+  for spec in cfg.meshes:
+    shape = _shape(spec)
     mesh = None if shape == (1, 1) else sj.sharding.make_mesh(shape)
-    rules = common.rules_from_name(FLAGS.rules) if mesh else None
-    kw = dict(max_new_tokens=FLAGS.new_tokens, eos_id=None, mesh=mesh, rules=rules)
+    rules = common.rules_from_name(cfg.rules) if mesh else None
+    kw = dict(max_new_tokens=cfg.new_tokens, eos_id=None, mesh=mesh, rules=rules)
     for name, fn in [("ArS", lambda: sj.generate(target, prompts, **kw)),
                      ("SpS", lambda: sj.speculative_generate(
-                         target, draft, prompts, k=FLAGS.k,
+                         target, draft, prompts, k=cfg.k,
                          draft_rules=sj.sharding.REPLICATED_RULES if mesh else None, **kw))]:
-      out = fn()
-      best = float("inf")
-      for _ in range(FLAGS.repeats):
-        t0 = time.perf_counter()
-        fn().tokens.block_until_ready()
-        best = min(best, time.perf_counter() - t0)
+      out = fn()  # compiles
+      best = min(perf.timed(lambda: fn().tokens)[1] for _ in range(cfg.repeats))
       toks = np.asarray(out.tokens)
       ref.setdefault(name, toks)
       rows.append(dict(mesh=spec, sampler=name, tokens_per_s=float(np.sum(out.lengths)) / best,
@@ -62,4 +70,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main, "configs/bench_mesh.py:tiny")

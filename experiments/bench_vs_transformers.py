@@ -1,6 +1,7 @@
 """ArS greedy ms/token: specjax vs transformers' `generate` (torch, CPU), same weights.
 
-  python experiments/bench_vs_transformers.py --model=smollm2-135m --new_tokens=128
+  python -m experiments.bench_vs_transformers --config=configs/bench_vs_transformers.py:smollm2 \
+      --config.new_tokens=128
 
 Both run batch 1, float32, the same prompt ids and exactly `new_tokens` new
 tokens (EOS ignored), timed in the same run (median of repeats, after a warm-up
@@ -11,31 +12,33 @@ Needs the `interop` extra (torch + transformers).
 import json
 import tempfile
 
-from absl import app, flags
 import numpy as np
 
 import specjax as sj
 from experiments import common
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("model", "smollm2-135m", "sj.load name or path")
-flags.DEFINE_string("prompt", "def fibonacci(n):", "prompt text")
-flags.DEFINE_integer("new_tokens", 128, "new tokens per generation")
-flags.DEFINE_integer("repeats", 3, "timed repeats (median)")
-flags.DEFINE_integer("torch_threads", 0, "torch intra-op threads (0: torch's default)")
+from specjax import perf
 
 
-def main(_):
+def _check(cfg) -> None:
+  """Every field, before torch is imported or the model loaded; a bad value names its field."""
+  common.check_model(cfg, "model", real_only=True)
+  if not cfg.prompt:
+    raise ValueError("config.prompt is empty: want the prompt text")
+  common.check_ints(cfg, new_tokens=1, repeats=1, torch_threads=0)
+
+
+def main(cfg):
+  _check(cfg)
   import torch
   import transformers
-  if FLAGS.torch_threads:
-    torch.set_num_threads(FLAGS.torch_threads)
-  model = sj.load(FLAGS.model)
-  ids = model.tokenizer.encode(FLAGS.prompt)
-  M = FLAGS.new_tokens
+  if cfg.torch_threads:
+    torch.set_num_threads(cfg.torch_threads)
+  model = common.build_model(cfg.model)
+  ids = model.tokenizer.encode(cfg.prompt)
+  M = cfg.new_tokens
   run_sj = lambda: sj.generate(model, [ids], max_new_tokens=M, eos_id=None).tokens \
       .block_until_ready()
-  t_sj = common.median_seconds(run_sj, FLAGS.repeats)
+  t_sj = perf.median_seconds(run_sj, cfg.repeats)
   sj_tokens = np.asarray(run_sj())[0]
 
   with tempfile.TemporaryDirectory() as d:
@@ -49,16 +52,16 @@ def main(_):
     with torch.inference_mode():
       return ref.generate(x, **gen)
 
-  t_hf = common.median_seconds(run_hf, FLAGS.repeats)
+  t_hf = perf.median_seconds(run_hf, cfg.repeats)
   hf_tokens = run_hf()[0, len(ids):].numpy()
   same = int(np.argmin(sj_tokens == hf_tokens)) if not np.array_equal(sj_tokens, hf_tokens) else M
-  res = dict(model=FLAGS.model, new_tokens=M, prompt_tokens=len(ids),
+  res = dict(model=cfg.model, new_tokens=M, prompt_tokens=len(ids),
              specjax_ms_per_token=1e3 * t_sj / M, transformers_ms_per_token=1e3 * t_hf / M,
              transformers_over_specjax=t_hf / t_sj, identical_leading_tokens=same,
              torch_threads=torch.get_num_threads(), torch=torch.__version__,
-             transformers=transformers.__version__)
+             transformers=transformers.__version__, machine=perf.machine())
   print(json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main, "configs/bench_vs_transformers.py:smollm2")

@@ -1,66 +1,90 @@
-"""Helpers shared by the experiment mains: building models/drafters from strings, timing."""
-import time
+"""What every experiment main shares: how it starts (`run`), its model names, mesh flags.
+
+A main is `common.run(main, "configs/NAME.py:PRESET")`: the flag `--config` takes a
+preset file and its argument (`get_config(arg)`), fields are overridden with
+`--config.FIELD=VALUE`, the multi-host flags below join the processes, and
+`main(config)` runs. Measurement lives in `specjax.perf`, evaluation in `specjax.evals`.
+"""
 from typing import Callable
 
-from absl import flags
+from absl import app, flags
 import jax
-import jax.numpy as jnp
-import numpy as np
+import ml_collections
+from ml_collections import config_flags
 
 import specjax as sj
 from configs import model as model_configs
 
 
-def build_model(spec: str, dtype: str = "float32", seed: int = 0) -> sj.Model:
-  """`random:<preset>` (configs/model.py, random weights) or anything `sj.load` takes."""
-  if spec.startswith("random:"):
-    cfg = sj.ModelConfig.from_dict(model_configs.get_config(spec.split(":", 1)[1]))
-    return sj.init_model(cfg.replace(dtype=dtype), jax.random.key(seed), name=spec)
-  return sj.load(spec, dtype=dtype)
+def build_model(name: str, dtype: str = "float32", seed: int = 0) -> sj.Model:
+  """`random:<preset>` (configs/model.py, random weights) or anything `sj.load` takes.
+
+  A bare preset name (`smollm2_135m`) is refused: it is one character from the
+  real model's (`smollm2-135m`), so random weights are always asked for by name.
+  """
+  problem = _model_problem(name)
+  if problem:
+    raise ValueError(f"model {name!r} {problem}")
+  if name.startswith("random:"):
+    cfg = sj.ModelConfig.from_dict(model_configs.get_config(name.split(":", 1)[1]))
+    return sj.init_model(cfg.replace(dtype=dtype), jax.random.key(seed), name=name)
+  return sj.load(name, dtype=dtype)
+
+
+def _model_problem(name: str, real_only: bool = False):
+  """Why `build_model` refuses `name` (`real_only`: also random weights); None if it takes it."""
+  presets = model_configs.PRESETS
+  if real_only and (name.startswith("random:") or name in presets):
+    return (f"has random weights, and random weights have no tokenizer: want real weights "
+            f"(an sj.load name or path, e.g. {sorted(sj.REGISTRY)})")
+  if name.startswith("random:") and name[7:] not in presets:
+    return (f"names an unknown model preset {name[7:]!r}: random weights are random:<preset>, "
+            f"presets {sorted(presets)}")
+  if name in presets:
+    return (f"is a random-weight preset: write 'random:{name}' "
+            f"(real weights: {sorted(sj.REGISTRY)})")
+  return None
 
 
 def sampling(cfg) -> sj.Sampling:
   """A `configs.common.sampling` sub-config as the library's `sj.Sampling`."""
-  return sj.Sampling(cfg.temperature, cfg.top_k, cfg.top_p)
+  return sj.Sampling.from_config(cfg)
 
 
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-  """Median wall time of fn() after one warm-up (compiling) call; fn must block."""
-  fn()
-  ts = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    fn()
-    ts.append(time.perf_counter() - t0)
-  return float(np.median(ts))
+# ---- config checks shared by the mains: each error names its field ----
+def check_ints(cfg, node: str = "", **least) -> None:
+  """Each named field (of `cfg[node]` if `node`) an integer, not a bool, >= its least."""
+  sub, at = (cfg[node], f"{node}.") if node else (cfg, "")
+  for field, lo in least.items():
+    v = sub[field]
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+      raise ValueError(f"config.{at}{field} must be an integer >= {lo}, got {v!r}")
 
 
-def draft_seconds_per_token(draft: sj.Model, k: int, context: int = 64) -> float:
-  """A model drafter's seconds per drafted token: one 2-token call, then k - 1 1-token calls."""
-  return (seconds_per_call(draft, 2, context) + (k - 1) * seconds_per_call(draft, 1, context)) / k
+def check_names(cfg, field: str, what: str = "names") -> None:
+  """`cfg[field]` a non-empty tuple (or list) of `what` without duplicates."""
+  v = cfg[field]
+  if not isinstance(v, (list, tuple)) or not v:
+    raise ValueError(f"config.{field} must be a non-empty tuple of {what}, got {v!r}")
+  if len(set(v)) != len(v):
+    raise ValueError(f"config.{field} has duplicates: {list(v)}")
 
 
-def seconds_per_call(model: sj.Model, tokens_per_call: int, context: int = 64,
-                     calls: int = 16, repeats: int = 3) -> float:
-  """Seconds per forward call of `tokens_per_call` tokens at batch 1 after `context` tokens.
+def check_model(cfg, field: str, real_only: bool = False) -> None:
+  """`cfg[field]` (or each of a tuple) a name `build_model` takes; `real_only`: not random."""
+  v = cfg[field]
+  for name in v if isinstance(v, (list, tuple)) else [v]:
+    problem = _model_problem(name, real_only)
+    if problem:
+      raise ValueError(f"config.{field} = {name!r} {problem}")
 
-  The calls run inside one jitted fori_loop (as in the samplers' loops), each
-  rolling the cache back so that every call sees the same context length.
-  """
-  cfg = model.config
-  cache = sj.init_cache(cfg, 1, context + tokens_per_call + 64)
-  _, cache = sj.forward(model.params, cfg, jnp.ones((1, context), jnp.int32), cache)
-  toks = jnp.ones((1, tokens_per_call), jnp.int32)
 
-  @jax.jit
-  def run(params, cache):
-    def body(i, carry):
-      cache, acc = carry
-      logits, new = sj.forward(params, cfg, toks + i % 2, cache)
-      return new.rollback(cache.length_B), acc + logits[0, -1, 0]
-    return jax.lax.fori_loop(0, calls, body, (cache, jnp.zeros((), jnp.float32)))[1]
-
-  return median_seconds(lambda: run(model.params, cache).block_until_ready(), repeats) / calls
+def check_sampling(cfg, field: str = "sampling") -> sj.Sampling:
+  """`cfg[field]` as an `sj.Sampling`; a bad one is refused naming `config.<field>`."""
+  try:
+    return sampling(cfg[field])
+  except ValueError as e:
+    raise ValueError(f"config.{field}: {e}") from None
 
 
 # ---- multi-host: flags shared by every experiment main ----
@@ -98,3 +122,20 @@ def rules_from_name(name: str):
   if name not in table:
     raise ValueError(f"unknown sharding rules {name!r}; choose from {sorted(table)}")
   return table[name]
+
+
+def run(main: Callable[[ml_collections.ConfigDict], None], default_config: str) -> None:
+  """Starts an experiment main: `--config` (default `default_config`), multi-host, main(config).
+
+  Flags of the main's own (say `--workdir`) are defined before this call.
+  """
+  config = config_flags.DEFINE_config_file(
+      "config", default_config, "preset FILE.py:ARG; override fields with --config.FIELD=VALUE")
+
+  def _main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments {argv[1:]}: settings go in --config.FIELD=...")
+    init_distributed()
+    main(config.value)
+
+  app.run(_main)

@@ -3,7 +3,7 @@
 Params equal to the base model's (e.g. a self-draft's shared target layers) are not stored:
 the checkpoint names the base, and `sj.load` takes them from it.
 
-  python experiments/export_draft.py --workdir=runs/drafts/adapter_tvd \
+  python -m experiments.export_draft --workdir=runs/drafts/adapter_tvd \
       --out=specjax/data/smollm2-135m-draft --base=smollm2-135m
 """
 import json
@@ -13,7 +13,6 @@ import shutil
 from absl import app, flags, logging
 
 import specjax as sj
-from specjax import checkpoint
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "training workdir (its best/ is exported)")
 _OUT = flags.DEFINE_string("out", None, "checkpoint directory to write (replaced)")
@@ -31,7 +30,7 @@ def main(_):
   draft = sj.load(best).replace(name=_NAME.value)
   base = (_BASE.value, sj.load(_BASE.value)) if _BASE.value else None
   shutil.rmtree(_OUT.value, ignore_errors=True)
-  checkpoint.save_checkpoint(draft, _OUT.value, base=base)
+  sj.save_checkpoint(draft, _OUT.value, base=base)
   with open(os.path.join(best, "best.json")) as f:
     record = json.load(f)
   with open(os.path.join(_WORKDIR.value, "run_config.json")) as f:

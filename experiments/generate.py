@@ -2,10 +2,10 @@
 
 Prints the tokens/text and the measured ms/token of each sampler, side by side.
 
-  python experiments/generate.py --config=configs/generate.py:tiny
-  python experiments/generate.py --config=configs/generate.py:smollm2 \
+  python -m experiments.generate --config=configs/generate.py:tiny
+  python -m experiments.generate --config=configs/generate.py:smollm2 \
       --config.prompt='def fibonacci(n):' --config.max_new_tokens=64 --config.draft=lookup:3
-  python experiments/generate.py --config=configs/generate.py:tiny_mesh --cpu_devices=8
+  python -m experiments.generate --config=configs/generate.py:tiny_mesh --cpu_devices=8
 Multi-host: add --coordinator_address=HOST:PORT --num_processes=N --process_id=I
 (see launch/multihost_local.sh), or --distributed on a TPU VM (launch/tpu_vm.sh).
 """

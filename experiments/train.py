@@ -1,7 +1,7 @@
 """Train a model from scratch, or distil a draft from a target; resumable in --workdir.
 
-  python experiments/train.py --config=configs/train.py:tiny --workdir=/tmp/run
-  python experiments/train.py --config=configs/train.py:smollm2_small --workdir=runs/small \
+  python -m experiments.train --config=configs/train.py:tiny --workdir=/tmp/run
+  python -m experiments.train --config=configs/train.py:smollm2_small --workdir=runs/small \
       --config.distill.divergence=jsd --config.data.mixture=corpus:1,target:1
 
 Re-running with the same --workdir resumes the run; a workdir holding a run of a
@@ -95,10 +95,10 @@ def build(cfg):
   return target, model, batches, prompts, mixture
 
 
-def loop_spec(cfg, mixture) -> loop.LoopSpec:
+def loop_config(cfg, mixture) -> loop.LoopConfig:
   """The training loop's settings; the target generates (mixture `target:`) under the
   distillation's whole sampling config, the one its divergence warps with."""
-  return loop.LoopSpec(
+  return loop.LoopConfig(
       mode=cfg.mode, steps=cfg.steps, trainable=cfg.trainable, mixture=mixture,
       prefix_len=cfg.data.prefix_len, gen_sampling=common.sampling(cfg.distill.sampling),
       ckpt_every=cfg.ckpt_every, keep=cfg.keep, eval_every=cfg.eval.every or cfg.steps + 1,
@@ -108,10 +108,11 @@ def loop_spec(cfg, mixture) -> loop.LoopSpec:
 
 def run(cfg, workdir: str, **kw) -> dict:
   target, model, batches, prompts, mixture = build(cfg)
-  spec = loop_spec(cfg, mixture)
+  loop_cfg = loop_config(cfg, mixture)
   optim = training.OptimConfig(total_steps=cfg.steps, **cfg.optim.to_dict())
-  distill = training.DistillSpec(cfg.distill.divergence, spec.gen_sampling, cfg.distill.beta)
-  return loop.train(workdir, cfg.to_dict(), spec, model, batches, target=target,
+  distill = training.DistillConfig(cfg.distill.divergence, loop_cfg.gen_sampling,
+                                   cfg.distill.beta)
+  return loop.train(workdir, cfg.to_dict(), loop_cfg, model, batches, target=target,
                     distill=distill if cfg.mode == "distill" else None, optim=optim,
                     eval_prompts=prompts if target is not None else None, **kw)
 

@@ -17,3 +17,10 @@ q() {
   done
   echo "${out[*]}"
 }
+
+# experiments/NAME.py -> experiments.NAME: the mains run as modules (`python -m`) from the
+# repository root, which puts configs/ and experiments/ on the path (only specjax is installed).
+module_of() {
+  local m="${1%.py}"
+  echo "${m//\//.}"
+}

@@ -38,7 +38,7 @@ if [ -z "${PYTHON:-}" ]; then
   fi
 fi
 
-cmd=("$PYTHON" "$experiment" "$@")
+cmd=("$PYTHON" -m "$(module_of "$experiment")" "$@")
 if [ "$dry_run" = 1 ]; then
   q "${cmd[@]}"
   exit 0

@@ -82,7 +82,7 @@ fi
 export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
 
 command_for() {  # command_for I: sets cmd to process I's command
-  cmd=("$PYTHON" "$experiment" "--coordinator_address=127.0.0.1:$port"
+  cmd=("$PYTHON" -m "$(module_of "$experiment")" "--coordinator_address=127.0.0.1:$port"
        "--num_processes=$n" "--process_id=$1" "--cpu_devices=$cpu_devices" "${args[@]}")
 }
 

@@ -9,5 +9,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash launch/setup_env.sh eval
 export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
-.venv/bin/python experiments/speedup_table.py --config=configs/table1.py:quick \
+.venv/bin/python -m experiments.speedup_table --config=configs/table1.py:quick \
     --workdir="${WORKDIR:-runs/table1_quick}" "$@"

@@ -2,7 +2,8 @@
 # The SmolLM2-135M draft ablation: each run trains one draft variant in runs/drafts/<name>
 # (resumed if interrupted) and records its acceptance on held-out code and prose (k=4).
 # Usage: bash launch/smollm2_drafts.sh [STEPS] [NAME ...]   (default: 250 steps, all runs)
-# Compare the results with: python experiments/compare_drafts.py runs/drafts/*
+# Compare the results with: python -m experiments.compare_drafts \
+#   --config=configs/compare_drafts.py:smollm2 $(printf -- ' --config.drafts=%s' runs/drafts/*)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
@@ -11,7 +12,7 @@ shift || true
 train() {  # NAME PRESET [OVERRIDES...]
   local name=$1 preset=$2
   shift 2
-  "$PY" experiments/train.py --config="configs/train.py:$preset" --workdir="runs/drafts/$name" \
+  "$PY" -m experiments.train --config="configs/train.py:$preset" --workdir="runs/drafts/$name" \
     --config.steps="$STEPS" --config.eval.every=50 "$@"
 }
 runs=(

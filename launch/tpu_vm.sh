@@ -110,7 +110,7 @@ if [ "$skip_install" = 0 ] || [ "$skip_copy" = 0 ]; then
 fi
 # printf %q: each argument reaches the experiment exactly as given here (the remote login
 # shell of TPU VMs is bash).
-run_remote="cd $repo && .venv/bin/python $(printf '%q ' "$experiment" --distributed \
+run_remote="cd $repo && .venv/bin/python -m $(printf '%q ' "$(module_of "$experiment")" --distributed \
   ${args[@]+"${args[@]}"})"
 run_remote="${run_remote% }"
 add_step "${tpu_cmd[@]}" ssh "$tpu" "${common[@]}" --worker=all --command="$run_remote"

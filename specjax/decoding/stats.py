@@ -77,6 +77,13 @@ class Stats:
     h = self.accepted_histogram
     return float((h * (np.arange(self.k + 1) + 1)).sum() / h.sum()) if h.sum() else float("nan")
 
+  @classmethod
+  def from_histogram(cls, histogram_G) -> "Stats":
+    """Stats of summed records: acceptance figures only (the calls and tokens count 0)."""
+    z = np.int32(0)
+    return cls(target_calls=z, draft_calls=z, accepted_histogram_BG=np.asarray(histogram_G)[None],
+               new_tokens_B=np.zeros((1,), np.int32))
+
   def summary(self) -> dict:
     return dict(target_calls=int(self.target_calls), draft_calls=int(self.draft_calls),
                 new_tokens=self.new_tokens, accepted_histogram=self.accepted_histogram.tolist(),

@@ -71,13 +71,9 @@ class ModelConfig:
     return _DTYPES[self.dtype]
 
   @property
-  def head_size(self) -> int:
+  def head_vocab(self) -> int:
     """How many ids the output head scores (U with sub_vocab, else V)."""
     return self.sub_vocab or self.vocab_size
-
-  @property
-  def group_size(self) -> int:
-    return self.num_heads // self.num_kv_heads
 
   def replace(self, **kw) -> "ModelConfig":
     return dataclasses.replace(self, **kw)

@@ -69,14 +69,14 @@ def adapted_self_draft(target: Model, num_layers: int, key: jax.Array, adapter_d
   tc = target.config
   config = tc.replace(num_layers=num_layers, adapter_dim=adapter_dim, tie_embeddings=False,
                       sub_vocab=0 if ids is None else len(ids))
-  head_DV = (target.params["embedding_VD"].T if tc.tie_embeddings
-             else target.params["lm_head_DV"])
+  head_DU = (target.params["embedding_VD"].T if tc.tie_embeddings
+             else target.params["lm_head_DU"])
   if ids is not None:
-    head_DV = jnp.take(head_DV, jnp.asarray(ids), axis=1)
+    head_DU = jnp.take(head_DU, jnp.asarray(ids), axis=1)
   params = {n: v for n, v in target.params.items()
             if n in ("embedding_VD", "final_norm") or
             (n.startswith("layers_") and int(n.split("_")[1]) < num_layers)}
-  params["lm_head_DV"] = jnp.asarray(head_DV)
+  params["lm_head_DU"] = jnp.asarray(head_DU)
   if adapter_dim:
     fresh = init_params(config.replace(num_layers=1), key)
     params["adapter"], params["adapter_norm"] = fresh["adapter"], fresh["adapter_norm"]

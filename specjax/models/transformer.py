@@ -198,7 +198,7 @@ class Transformer(nn.Module):
                head_logits=False):
     c = self.config
     dt, init = c.jnp_dtype, nn.initializers.normal(c.init_std)
-    V, U = c.vocab_size, c.head_size
+    V, U = c.vocab_size, c.head_vocab
     if c.sub_vocab:
       ids_U = _param(self, "vocab_ids_U", (None,), (U,),
                      lambda key, shape, dtype: jnp.arange(shape[0], dtype=dtype), jnp.int32)
@@ -231,7 +231,7 @@ class Transformer(nn.Module):
       logits_BTU = cpu_matmul.dense(x_BTD, embedding_VD, nt=True, ns=(U,), mode=c.matmul,
                                     out_dtype=jnp.float32)
     else:
-      head_DU = _param(self, "lm_head_DV", ("embed", "vocab"), (c.d_model, U), init, dt)
+      head_DU = _param(self, "lm_head_DU", ("embed", "vocab"), (c.d_model, U), init, dt)
       logits_BTU = cpu_matmul.dense(x_BTD, head_DU, mode=c.matmul, out_dtype=jnp.float32)
     logits_BTU = logits_BTU.astype(jnp.float32)
     if c.sub_vocab and not head_logits:  # scatter into the full vocab; -inf: q = 0 there

@@ -39,7 +39,7 @@ _LAYER = (  # names prefixed by layers_{i}/, model.layers.{i}., blk.{i}.
     Weight("mlp/wdown_FD", "mlp.down_proj.weight", "ffn_down.weight", "D,F"),
 )
 _BOTTOM = (Weight("final_norm/scale", "model.norm.weight", "output_norm.weight", "D"),
-           Weight("lm_head_DV", "lm_head.weight", "output.weight", "V,D", "", "untied"))
+           Weight("lm_head_DU", "lm_head.weight", "output.weight", "U,D", "", "untied"))
 _PRESENT: Dict[str, Callable[[ModelConfig], bool]] = {
     "": lambda c: True, "untied": lambda c: not c.tie_embeddings,
     "qkv_bias": lambda c: c.qkv_bias}
@@ -59,8 +59,9 @@ def _axes(w: Weight) -> str:
 
 
 def _sizes(c: ModelConfig) -> Dict[str, int]:
-  return {"V": c.vocab_size, "D": c.d_model, "N": c.num_heads, "K": c.num_kv_heads,
-          "H": c.head_dim, "F": c.d_ff}
+  # U (the head's ids) is V in every file: GGUF and safetensors cannot describe a sub-vocab head.
+  return {"V": c.vocab_size, "U": c.head_vocab, "D": c.d_model, "N": c.num_heads,
+          "K": c.num_kv_heads, "H": c.head_dim, "F": c.d_ff}
 
 
 def file_shape(w: Weight, c: ModelConfig):

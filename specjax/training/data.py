@@ -73,10 +73,10 @@ def build_corpus(sources: Sequence[str], tokenizer: Tokenizer, seq_len: int, eos
   """Decontaminated, split and packed `sources`; `limit_bytes` caps each source. Cached in
   cache_dir under a hash of every argument, the tokenizer and FILTER_VERSION."""
   cache_dir = cache_dir or default_cache_dir()
-  spec = dict(sources=list(sources), seq_len=seq_len, eos_id=int(eos_id), limit=limit_bytes,
-              heldout=heldout_fraction, version=FILTER_VERSION, python=sys.version_info[:2],
-              tokenizer=hashlib.blake2b(tokenizer.to_json().encode()).hexdigest())
-  key = hashlib.blake2b(json.dumps(spec, sort_keys=True).encode(), digest_size=8).hexdigest()
+  inputs = dict(sources=list(sources), seq_len=seq_len, eos_id=int(eos_id), limit=limit_bytes,
+                heldout=heldout_fraction, version=FILTER_VERSION, python=sys.version_info[:2],
+                tokenizer=hashlib.blake2b(tokenizer.to_json().encode()).hexdigest())
+  key = hashlib.blake2b(json.dumps(inputs, sort_keys=True).encode(), digest_size=8).hexdigest()
   path = os.path.join(cache_dir, f"corpus-{key}.npz")
   if os.path.exists(path):
     with np.load(path) as z:

@@ -1,13 +1,13 @@
 """The training loop: LM from scratch or draft distillation, resumable, acceptance-tracked.
 
 Everything the loop needs arrives as objects (models, the batch iterator, eval
-prompts) plus one frozen `LoopSpec`; `experiments/train.py` builds them from a
+prompts) plus one frozen `LoopConfig`; `experiments/train.py` builds them from a
 config. Each step is a pure function of (state, batch, step): the batch comes
 from a saved iterator position and every random key is `fold_in(key, step)`,
 so a run killed and resumed from its last checkpoint reaches the same
 parameters as one that never stopped.
 
-Distillation data sources (DistillSpec): "corpus" (the fixed corpus),
+Distillation data sources (DistillConfig): "corpus" (the fixed corpus),
 "target" (sequence-level KD: the target continues a corpus prefix), "draft"
 (on-policy: the current draft continues it), mixed by `mixture` weights with
 one deterministic choice per step.
@@ -25,13 +25,14 @@ from specjax.decoding.autoregressive import generate
 from specjax.decoding.sampling import Sampling
 from specjax.decoding.speculative import speculative_generate
 from specjax.models.model import Model
-from specjax.training import checkpointing, metrics, train_step
+from specjax.training import metrics, resume, train_step
+from specjax.workdir import Progress, claim_workdir, write_json
 
 SOURCES = ("corpus", "target", "draft")
 
 
 @dataclasses.dataclass(frozen=True)
-class LoopSpec:
+class LoopConfig:
   mode: str = "distill"           # "distill" or "lm" (cross-entropy, from scratch)
   steps: int = 100
   trainable: str = "all"          # see train_step.split_params
@@ -58,19 +59,19 @@ def check_mixture(mixture, mode: str) -> None:
                      "(mode 'distill')")
 
 
-def _source_at(spec: LoopSpec, step: int) -> str:
-  names = [s for s, _ in spec.mixture]
-  w = np.array([w for _, w in spec.mixture], np.float64)
-  return names[np.random.default_rng([spec.seed, step, 7]).choice(len(names), p=w / w.sum())]
+def _source_at(cfg: LoopConfig, step: int) -> str:
+  names = [s for s, _ in cfg.mixture]
+  w = np.array([w for _, w in cfg.mixture], np.float64)
+  return names[np.random.default_rng([cfg.seed, step, 7]).choice(len(names), p=w / w.sum())]
 
 
 def acceptance(target: Model, draft: Model, prompts: Dict[str, Sequence[Sequence[int]]],
-               spec: LoopSpec, key) -> Dict[str, float]:
+               cfg: LoopConfig, key) -> Dict[str, float]:
   """The speculative loop's measured acceptance per prompt set, plus their mean."""
   out = {}
   for name, ps in prompts.items():
-    res = speculative_generate(target, draft, list(ps), k=spec.eval_k,
-                               max_new_tokens=spec.eval_new_tokens, sampling=spec.eval_sampling,
+    res = speculative_generate(target, draft, list(ps), k=cfg.eval_k,
+                               max_new_tokens=cfg.eval_new_tokens, sampling=cfg.eval_sampling,
                                key=key, eos_id=None)
     out[f"alpha_{name}"] = res.stats.alpha
     out[f"accepted_len_{name}"] = res.stats.mean_accepted_length
@@ -78,8 +79,8 @@ def acceptance(target: Model, draft: Model, prompts: Dict[str, Sequence[Sequence
   return out
 
 
-def train(workdir: str, run_config: dict, spec: LoopSpec, draft: Model, batches,
-          target: Optional[Model] = None, distill: Optional[train_step.DistillSpec] = None,
+def train(workdir: str, run_config: dict, cfg: LoopConfig, draft: Model, batches,
+          target: Optional[Model] = None, distill: Optional[train_step.DistillConfig] = None,
           optim: train_step.OptimConfig = train_step.OptimConfig(),
           eval_prompts: Optional[Dict[str, Sequence[Sequence[int]]]] = None,
           on_step: Optional[Callable[[int], None]] = None, verbose: bool = True) -> dict:
@@ -89,15 +90,15 @@ def train(workdir: str, run_config: dict, spec: LoopSpec, draft: Model, batches,
   loop saves a checkpoint after the current step and returns with
   summary["preempted"] = True.
   """
-  check_mixture(spec.mixture, spec.mode)
-  if spec.mode == "distill" and (target is None or distill is None):
-    raise ValueError("mode 'distill' needs a target model and a DistillSpec")
-  resumed = checkpointing.claim_workdir(workdir, run_config)
+  check_mixture(cfg.mixture, cfg.mode)
+  if cfg.mode == "distill" and (target is None or distill is None):
+    raise ValueError("mode 'distill' needs a target model and a DistillConfig")
+  resumed = claim_workdir(workdir, run_config)
   optimizer = train_step.make_optimizer(optim)
-  trainable, frozen = train_step.split_params(draft.params, spec.trainable)
+  trainable, frozen = train_step.split_params(draft.params, cfg.trainable)
   state = train_step.init_train_state(trainable, optimizer)
-  key = jax.random.key(spec.seed)
-  ckpts = checkpointing.RunCheckpoints(workdir, spec.keep)
+  key = jax.random.key(cfg.seed)
+  ckpts = resume.RunCheckpoints(workdir, cfg.keep)
   best = None
   if resumed and ckpts.latest_step() is not None:
     state, key, meta = ckpts.restore(state, key)
@@ -106,38 +107,38 @@ def train(workdir: str, run_config: dict, spec: LoopSpec, draft: Model, batches,
   start = int(state.step)
   schedule = train_step.make_schedule(optim)
   writer = metrics.SummaryWriter(f"{workdir}/tensorboard")
-  progress = metrics.Progress(spec.steps, initial=start) if verbose else None
+  progress = Progress(cfg.steps, initial=start) if verbose else None
   stop = {"flag": False}
   old_handler = signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
   model_of = lambda s: draft.replace(params={**frozen, **s.params})  # noqa: E731
   t0, tokens, last, evals = time.perf_counter(), 0, {}, {}
   step = start
   try:
-    while step < spec.steps and not stop["flag"]:
-      tokens_BT, mask_BT = _batch(spec, step, next(batches), target, model_of(state), key)
-      if spec.mode == "lm":
+    while step < cfg.steps and not stop["flag"]:
+      tokens_BT, mask_BT = _batch(cfg, step, next(batches), target, model_of(state), key)
+      if cfg.mode == "lm":
         state, m = train_step.lm_step_jit(state, tokens_BT, mask_BT, frozen,
                                           config=draft.config, optimizer=optimizer)
       else:
         state, m = train_step.distill_step_jit(
             state, target.params, tokens_BT, mask_BT, frozen, config=draft.config,
-            target_config=target.config, optimizer=optimizer, spec=distill)
+            target_config=target.config, optimizer=optimizer, distill=distill)
       step += 1
       tokens += int(np.prod(tokens_BT.shape))
       last = dict(loss=float(m["loss"]), grad_norm=float(m["grad_norm"]),
                   lr=float(schedule(step - 1)),
                   tokens_per_s=tokens / (time.perf_counter() - t0))
-      if step % spec.log_every == 0 or step == spec.steps:
+      if step % cfg.log_every == 0 or step == cfg.steps:
         writer.scalars({f"train/{k}": v for k, v in last.items()}, step)
-      if eval_prompts and target is not None and (step % spec.eval_every == 0 or
-                                                  step == spec.steps):
-        evals = acceptance(target, model_of(state), eval_prompts, spec,
+      if eval_prompts and target is not None and (step % cfg.eval_every == 0 or
+                                                  step == cfg.steps):
+        evals = acceptance(target, model_of(state), eval_prompts, cfg,
                            jax.random.fold_in(key, 1 << 30))
         writer.scalars({f"eval/{k}": v for k, v in evals.items()}, step)
         if best is None or evals["acceptance"] > best:
           best = evals["acceptance"]
-          checkpointing.save_best(workdir, model_of(state), dict(step=step, **evals))
-      if step % spec.ckpt_every == 0 or step == spec.steps or stop["flag"]:
+          resume.save_best(workdir, model_of(state), dict(step=step, **evals))
+      if step % cfg.ckpt_every == 0 or step == cfg.steps or stop["flag"]:
         ckpts.save(step, state, key, {"data": batches.state(), "best": best})
       if progress:
         progress.update(step, loss=last["loss"], **({"acc": evals["acceptance"]}
@@ -152,26 +153,26 @@ def train(workdir: str, run_config: dict, spec: LoopSpec, draft: Model, batches,
     writer.close()
     if progress:
       progress.close()
-  summary = dict(step=step, steps=spec.steps, preempted=bool(stop["flag"] and step < spec.steps),
+  summary = dict(step=step, steps=cfg.steps, preempted=bool(stop["flag"] and step < cfg.steps),
                  resumed_from=start if resumed else None,
                  seconds=time.perf_counter() - t0, **last, **evals, best_acceptance=best,
                  trainable_params=sum(int(x.size) for x in jax.tree.leaves(state.params)))
-  metrics.write_summary(f"{workdir}/summary.json", summary)
+  write_json(f"{workdir}/summary.json", summary)
   summary["params"] = model_of(state).params
   return summary
 
 
-def _batch(spec: LoopSpec, step: int, rows_BT, target, draft, key):
+def _batch(cfg: LoopConfig, step: int, rows_BT, target, draft, key):
   """(tokens_BT, mask_BT) for this step: corpus rows, or a prefix continued by a model."""
   rows_BT = np.asarray(rows_BT)
-  source = _source_at(spec, step) if spec.mode == "distill" else "corpus"
+  source = _source_at(cfg, step) if cfg.mode == "distill" else "corpus"
   if source == "corpus":
     return jnp.asarray(rows_BT), jnp.ones(rows_BT.shape, bool)
   B, T = rows_BT.shape
-  P = spec.prefix_len
+  P = cfg.prefix_len
   model = target if source == "target" else draft
   out = generate(model, rows_BT[:, :P].tolist(), max_new_tokens=T - P,
-                 sampling=spec.gen_sampling, key=jax.random.fold_in(key, step), eos_id=None)
+                 sampling=cfg.gen_sampling, key=jax.random.fold_in(key, step), eos_id=None)
   tokens_BT = jnp.concatenate([jnp.asarray(rows_BT[:, :P]), out.tokens], axis=1)
   # Logits at t predict token t + 1: the generated tokens are predicted from P - 1 on.
   mask_BT = jnp.broadcast_to(jnp.arange(T) >= P - 1, (B, T))

@@ -1,4 +1,4 @@
-"""Losses: next-token cross-entropy and the distillation divergences of DistillSpec.
+"""Losses: next-token cross-entropy and the distillation divergences of DistillConfig.
 
 Notation: p = target (teacher), q = draft (student), both over the full vocab
 at each position, computed with the one warping function (`warp`) so that the

@@ -1,14 +1,8 @@
-"""Metrics: TensorBoard scalars (tensorboardX), a progress bar (tqdm), JSON summaries."""
+"""Training metrics: TensorBoard scalars (tensorboardX). Progress and JSON: specjax.workdir."""
 import itertools
-import json
-import math
 import os
-import sys
-import tempfile
-import time
 
 import tensorboardX
-import tqdm
 
 # tensorboardX names an event file by host and the time in whole seconds, and truncates a file of
 # that name: without a serial, a second writer of this process in the same second (a run resumed at
@@ -24,125 +18,7 @@ class SummaryWriter(tensorboardX.SummaryWriter):
     super().__init__(logdir, flush_secs=1,
                      filename_suffix=f".{os.getpid()}.{next(_WRITER_SERIALS)}.specjax")
 
-  def scalar(self, tag: str, value, step: int):
-    self.scalars({tag: value}, step)
-
   def scalars(self, values: dict, step: int):
     """Writes all `values` at `step`."""
     for tag, value in values.items():
       self.add_scalar(tag, float(value), int(step))  # float(): numpy / jax scalars too
-
-
-def read_scalars(path: str) -> dict:
-  """{tag: [(step, value), ...]} from an event file, or from all event files in a directory.
-
-  For tests and for inspecting a workdir: needs `tensorboard` (the dev extra); training does not.
-  """
-  from tensorboard.backend.event_processing import event_accumulator as ea
-  # Keep every scalar (no reservoir sampling) and every step, even one that goes backwards.
-  acc = ea.EventAccumulator(path, size_guidance={ea.SCALARS: 0}, purge_orphaned_data=False)
-  acc.Reload()
-  return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()[ea.SCALARS]}
-
-
-def _duration(seconds: float) -> str:
-  s = int(round(seconds))
-  h, m = s // 3600, s // 60 % 60
-  return f"{h}h{m:02d}m{s % 60:02d}s" if h else f"{m}m{s % 60:02d}s" if m else f"{s}s"
-
-
-def _field(k, v) -> str:
-  v = v.item() if hasattr(v, "item") else v  # numpy / jax scalars
-  return f" {k}={v:.4g}" if isinstance(v, float) else f" {k}={v}"
-
-
-class _LogLines:
-  """tqdm's file in logs: each redraw ('\\r', the bar, padding) becomes a line of its own."""
-
-  def __init__(self, stream):
-    self.stream = stream
-
-  def write(self, s: str):
-    s = s.strip()
-    if s:  # tqdm's bare '\r' and '\n' have no place in a log
-      self.stream.write(s + "\n")
-
-  def flush(self):
-    self.stream.flush()
-
-
-class Progress(tqdm.tqdm):
-  """tqdm bar; redrawn in place on a terminal, throttled lines of their own in logs.
-
-  Shows `step n/total [bar] pct% rate it/s ETA eta k=v ...`; `update(step, **fields)` moves the bar
-  *to* `step`. The rate and ETA count only the steps since `initial` (tqdm's average rate, with
-  smoothing=0), so a resumed run's ETA is not inflated.
-  """
-
-  monitor_interval = 0  # no tqdm monitor thread: updates alone decide when to draw
-
-  def __init__(self, total: int, initial: int = 0, stream=None, min_interval: float = 0.5,
-               clock=time.monotonic):
-    stream = sys.stderr if stream is None else stream
-    self.tty = bool(getattr(stream, "isatty", lambda: False)())
-    self.fields, self.pending = {}, False
-    # Logs are read later by people, so print there much less often than a terminal redraws.
-    # delay=inf: tqdm draws nothing at construction, only from the first update on.
-    super().__init__(total=total, initial=initial, file=stream if self.tty else _LogLines(stream),
-                     mininterval=min_interval if self.tty else min_interval * 20, miniters=0,
-                     smoothing=0, position=0, ascii="-#", delay=math.inf,
-                     bar_format="step {n_fmt}/{total_fmt} [{bar:20}] {pct}% {speed} it/s "
-                                "ETA {left}{fields}")
-    # tqdm reads its clock from `_time`; never drawn yet, so the first update draws at once.
-    self._time, self.start_t, self.last_print_t, self.delay = clock, clock(), -math.inf, 0
-    # Lines are not cut to the terminal's size, as before: a pty that reports no size (0 columns
-    # or rows) would otherwise show nothing at all.
-    self.ncols = self.nrows = None
-
-  @property
-  def format_dict(self):
-    d = super().format_dict
-    done, elapsed, total = d["n"] - d["initial"], d["elapsed"], d["total"]
-    rate = done / elapsed if elapsed > 0 and done > 0 else 0.0
-    frac = min(max(d["n"] / total, 0.0), 1.0) if total else 0.0
-    return dict(d, pct=int(frac * 100), speed=f"{rate:.3g}",
-                left=_duration((total - d["n"]) / rate) if rate > 0 else "?",
-                fields="".join(_field(k, v) for k, v in self.fields.items()))
-
-  def update(self, step: int, **fields):
-    self.fields = fields
-    drawn = super().update(step - self.n)
-    if not drawn and step >= self.total:  # the end is always shown
-      drawn = self.refresh()
-    self.pending = not drawn
-
-  def __del__(self):
-    pass  # only close() ends the bar: at interpreter exit, tqdm's close would find no globals
-
-  def close(self):
-    # tqdm redraws the last state on close; a log needs it only if it was throttled away.
-    if not (self.tty or self.pending):
-      self.last_print_t = self.start_t - 1  # so tqdm takes it for never drawn: nothing to redraw
-    super().close()
-
-
-def _json_default(o):
-  if hasattr(o, "ndim") and o.ndim == 0:  # numpy / jax scalars
-    return o.item()
-  if hasattr(o, "tolist"):
-    return o.tolist()
-  raise TypeError(f"not JSON serializable: {type(o).__name__}")
-
-
-def write_summary(path: str, summary: dict):
-  """Writes `summary` as JSON atomically: readers never see a half-written file."""
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp.", suffix=".json")
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(summary, f, indent=2, sort_keys=True, default=_json_default)
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise

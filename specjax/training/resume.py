@@ -18,48 +18,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from specjax.checkpoint import save_checkpoint
+from specjax.models.orbax_io import save_checkpoint
 from specjax.models.model import Model
 
-CONFIG_FILE = "run_config.json"
 BEST_FILE = "best.json"
-
-
-def claim_workdir(workdir: str, config: Dict[str, Any]) -> bool:
-  """Records `config` in a new workdir, or checks it equals the one there.
-
-  Returns True when the workdir already held this run (resume). Raises
-  ValueError, touching nothing, when it holds a different run, naming the
-  first differing keys.
-  """
-  os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, CONFIG_FILE)
-  config = json.loads(json.dumps(config, sort_keys=True))  # normalise tuples etc.
-  if os.path.exists(path):
-    with open(path) as f:
-      old = json.load(f)
-    if old != config:
-      diffs = _diff(old, config)
-      raise ValueError(f"{workdir} holds a run with a different config (differs at "
-                       f"{', '.join(diffs[:5])}); use a new --workdir (nothing was changed)")
-    return True
-  if os.listdir(workdir):
-    raise ValueError(f"{workdir} is not empty and holds no {CONFIG_FILE}: refusing to train "
-                     "into it (nothing was changed)")
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(config, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
-  return False
-
-
-def _diff(a, b, prefix=""):
-  if isinstance(a, dict) and isinstance(b, dict):
-    out = []
-    for k in sorted(set(a) | set(b)):
-      out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
-    return out
-  return [] if a == b else [f"{prefix[:-1]} ({a!r} -> {b!r})"]
 
 
 class RunCheckpoints:

@@ -1,4 +1,4 @@
-"""specjax's own checkpoints: a `Model` (params, config, tokenizer) in one directory.
+"""specjax's own checkpoints (orbax): a `Model` (params, config, tokenizer) in one directory.
 
 Layout:
   DIR/specjax_model.json      {"format", "version", "config", "eos_id", "name"}
@@ -14,6 +14,13 @@ keeps a shipped self-draft a few MB instead of a copy of the target's layers.
 The params are restored against the shapes that `config` implies (never "as
 saved"), so a checkpoint whose arrays do not fit its config fails with the
 tensor's name instead of producing a model that breaks later inside jit.
+
+Versions ("version" in the description): save writes VERSION; restore reads
+every version in `_STORED_NAMES`, renaming what an older one stored under
+another top-level name as it reads (nothing on disk is rewritten):
+  1  the untied output head was "lm_head_DV" (the shipped smollm2-135m-draft)
+  2  it is "lm_head_DU": the array is [D, U] (U = sub_vocab ids, else V)
+The rename also applies to the names a derived checkpoint lists under "base".
 """
 import functools
 import json
@@ -32,6 +39,9 @@ MODEL_FILE = "specjax_model.json"
 TOKENIZER_FILE = "specjax_tokenizer.json"
 PARAMS_DIR = "params"
 _FORMAT = "specjax-checkpoint"
+VERSION = 2
+# {version: {current top-level param name: the name that version stored it under}}
+_STORED_NAMES = {1: {"lm_head_DU": "lm_head_DV"}, 2: {}}
 
 
 def is_checkpoint(path: str) -> bool:
@@ -57,7 +67,7 @@ def save_checkpoint(model: Model, path: str, base: Optional[Tuple[str, Model]] =
   os.makedirs(path, exist_ok=True)
   if is_checkpoint(path):  # an interrupted save must not leave the old description behind
     os.remove(os.path.join(path, MODEL_FILE))
-  meta = {"format": _FORMAT, "version": 1, "config": model.config.to_dict(),
+  meta = {"format": _FORMAT, "version": VERSION, "config": model.config.to_dict(),
           "eos_id": model.eos_id, "name": model.name}
   params = model.params
   shared = _from_base(model, base[1]) if base is not None else []
@@ -91,6 +101,9 @@ def _read_meta(path: str):
       meta = json.load(f)
     if meta.get("format") != _FORMAT:
       raise ValueError(f"format is {meta.get('format')!r}, expected {_FORMAT!r}")
+    if meta.get("version") not in _STORED_NAMES:
+      raise ValueError(f"version is {meta.get('version')!r}; this specjax reads versions "
+                       f"{sorted(_STORED_NAMES)}")
     return meta, ModelConfig.from_dict(meta["config"])
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise ValueError(f"{file}: not a valid specjax checkpoint description ({e})") from e
@@ -151,6 +164,8 @@ def restore_checkpoint(path: str, dtype: Optional[str] = None, sharding: Any = N
   if not os.path.isdir(path):
     raise ValueError(f"{path}: no such checkpoint directory")
   meta, cfg = _read_meta(path)
+  stored_name = _STORED_NAMES[meta["version"]]  # migration: current name -> name on disk
+  current_name = {old: new for new, old in stored_name.items()}
   params_dir = os.path.join(path, PARAMS_DIR)
   abstract = jax.eval_shape(functools.partial(init_params, cfg), jax.random.key(0))
   shared, base = {}, None
@@ -159,7 +174,8 @@ def restore_checkpoint(path: str, dtype: Optional[str] = None, sharding: Any = N
       raise ValueError(f"{path}: a checkpoint derived from {meta['base']['name']!r}; load it "
                        f"with sj.load, which also loads its base")
     base = load_base(meta["base"]["name"], dtype=cfg.dtype)
-    shared = {n: base.params[n] for n in meta["base"]["params"]}
+    names = [current_name.get(n, n) for n in meta["base"]["params"]]
+    shared = {n: base.params[n] for n in names}
     abstract = {n: v for n, v in abstract.items() if n not in shared}
   if sharding is None:
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
@@ -167,6 +183,7 @@ def restore_checkpoint(path: str, dtype: Optional[str] = None, sharding: Any = N
     sharding = jax.tree.map(lambda _: sharding, abstract)
   abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                           abstract, sharding)
+  abstract = {stored_name.get(n, n): v for n, v in abstract.items()}  # as this version stored
   _check_files(params_dir)
   ckptr = ocp.StandardCheckpointer()
   try:
@@ -177,7 +194,7 @@ def restore_checkpoint(path: str, dtype: Optional[str] = None, sharding: Any = N
       raise ValueError(f"{params_dir}: cannot restore the params ({type(e).__name__}: {e})") from e
   finally:
     ckptr.close()
-  params = {**shared, **params}
+  params = {**shared, **{current_name.get(n, n): v for n, v in params.items()}}
   if dtype is not None and dtype != cfg.dtype:  # floats only: vocab_ids_U stays int32
     cfg = cfg.replace(dtype=dtype)
     params = jax.tree.map(lambda x: x.astype(cfg.jnp_dtype)

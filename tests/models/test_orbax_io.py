@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from specjax.checkpoint import (MODEL_FILE, PARAMS_DIR, TOKENIZER_FILE, is_checkpoint,
-                                restore_checkpoint, save_checkpoint)
+from specjax.models import drafts, orbax_io, registry
 from specjax.models.config import ModelConfig
 from specjax.models.model import init_model
+from specjax.models.orbax_io import (MODEL_FILE, PARAMS_DIR, TOKENIZER_FILE, is_checkpoint,
+                                     restore_checkpoint, save_checkpoint)
 from specjax.models.tokenizer import Tokenizer
+from tests.helpers import tiny_model as seeded_tiny_model
 
-DATA = os.path.join(os.path.dirname(__file__), "data")
+DATA = os.path.join(os.path.dirname(__file__), os.pardir, "data")
 CFG = ModelConfig(vocab_size=274, d_model=32, num_layers=2, num_heads=4, num_kv_heads=2,
                   head_dim=8, d_ff=48, qkv_bias=True, tie_embeddings=False)
 
@@ -118,26 +120,63 @@ def test_corrupt_checkpoints_name_the_file(tmp_path):
 
 
 def test_derived_checkpoint_stores_only_what_differs_from_its_base(tmp_path, monkeypatch):
-  from specjax import checkpoint
-  from specjax.checkpoint import save_checkpoint
-  from specjax.models import drafts, loading
-  from specjax.models.loading import restore_checkpoint  # sj.restore_checkpoint: loads the base
-  from tests.helpers import tiny_model as seeded_tiny_model
   target = seeded_tiny_model(seed=3)
   draft = drafts.adapted_self_draft(target, 1, jax.random.key(0), adapter_dim=8,
                                     vocab_ids=[0, 5, 9, 33])
   draft.params["adapter"]["wdown_FD"] = draft.params["adapter"]["wdown_FD"] + 0.5  # "trained"
-  monkeypatch.setattr(loading, "load", lambda name, dtype="float32": target)  # the base by name
+  monkeypatch.setattr(registry, "load", lambda name, dtype="float32": target)  # the base by name
   save_checkpoint(draft, str(tmp_path / "d"), base=("tiny-base", target))
   with open(tmp_path / "d" / "specjax_model.json") as f:
     meta = json.load(f)
   assert meta["base"] == {"name": "tiny-base",
                           "params": ["embedding_VD", "final_norm", "layers_0"]}
-  back = restore_checkpoint(str(tmp_path / "d"))
+  back = registry.restore_checkpoint(str(tmp_path / "d"))  # sj.restore_checkpoint: loads the base
   assert back.config == draft.config
   jax.tree.map(np.testing.assert_array_equal, back.params, draft.params)
   assert back.params["vocab_ids_U"].dtype == np.int32
-  assert restore_checkpoint(str(tmp_path / "d"), dtype="bfloat16").params[
+  assert registry.restore_checkpoint(str(tmp_path / "d"), dtype="bfloat16").params[
       "vocab_ids_U"].dtype == np.int32  # a dtype cast leaves integer params alone
   with pytest.raises(ValueError, match="derived from 'tiny-base'"):  # no loader for its base
-    checkpoint.restore_checkpoint(str(tmp_path / "d"))
+    orbax_io.restore_checkpoint(str(tmp_path / "d"))
+
+
+def _as_version_1(path, base_params=None):
+  """Rewrites the description at `path` as version 1 wrote it (the params are left as they are)."""
+  meta = json.loads((path / MODEL_FILE).read_text())
+  meta["version"] = 1
+  if base_params is not None:
+    meta["base"]["params"] = base_params
+  (path / MODEL_FILE).write_text(json.dumps(meta))
+
+
+def test_version_1_checkpoints_restore_their_head_as_lm_head_DU(tmp_path):
+  m = tiny_model()  # untied: its head is lm_head_DU
+  v1_params = {("lm_head_DV" if n == "lm_head_DU" else n): v for n, v in m.params.items()}
+  save_checkpoint(m.replace(params=v1_params), tmp_path / "v1")  # stored as version 1 named it
+  assert json.loads((tmp_path / "v1" / MODEL_FILE).read_text())["version"] == 2
+  with pytest.raises(ValueError, match=r"v1/params: missing tensor lm_head_DU"):
+    restore_checkpoint(tmp_path / "v1")  # as version 2, the old name is not migrated
+  _as_version_1(tmp_path / "v1")
+  r = restore_checkpoint(tmp_path / "v1")
+  assert "lm_head_DV" not in r.params
+  assert_equal_params(r.params, m.params)
+  # A derived checkpoint of version 1 listed the shared head under its old name too.
+  target = seeded_tiny_model(seed=3, tie_embeddings=False)
+  draft = drafts.adapted_self_draft(target, 1, jax.random.key(0), adapter_dim=8)
+  draft.params["adapter"]["wdown_FD"] = draft.params["adapter"]["wdown_FD"] + 0.5
+  save_checkpoint(draft, tmp_path / "d", base=("tiny-base", target))
+  base_params = json.loads((tmp_path / "d" / MODEL_FILE).read_text())["base"]["params"]
+  assert "lm_head_DU" in base_params
+  _as_version_1(tmp_path / "d", [("lm_head_DV" if n == "lm_head_DU" else n)
+                                 for n in base_params])
+  back = restore_checkpoint(tmp_path / "d", load_base=lambda name, dtype: target)
+  assert sorted(back.params) == sorted(draft.params)
+  assert_equal_params(back.params, draft.params)
+
+
+def test_a_newer_version_is_refused(tmp_path):
+  save_checkpoint(tiny_model(), tmp_path / "v9")
+  meta = json.loads((tmp_path / "v9" / MODEL_FILE).read_text())
+  (tmp_path / "v9" / MODEL_FILE).write_text(json.dumps({**meta, "version": 9}))
+  with pytest.raises(ValueError, match=r"version is 9; this specjax reads versions \[1, 2\]"):
+    restore_checkpoint(tmp_path / "v9")

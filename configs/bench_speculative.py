@@ -1,0 +1,36 @@
+"""SpS vs ArS at batch 1 presets: `--config=configs/bench_speculative.py:tiny|smollm2`.
+
+  python -m experiments.bench_speculative --config=configs/bench_speculative.py:smollm2
+
+`target`: `random:<preset>` (configs/model.py, random weights) or anything `sj.load`
+takes. `drafts`: `self:N`, `lookup:N` or a model name/path (`sj.build_drafter`); a
+tuple, overridden as `--config.drafts=self:1 --config.drafts=lookup:3` or
+`--config.drafts="('self:1', 'lookup:3')"`.
+"""
+import ml_collections
+
+from configs.common import sampling
+
+
+def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
+  cfg = ml_collections.ConfigDict()
+  cfg.target = "random:tiny"
+  cfg.drafts = ("self:1", "lookup:3")
+  cfg.dtype = "float32"      # 'bfloat16' on accelerators; fp32 is much faster on CPU
+  cfg.k = 4                  # draft tokens per iteration
+  cfg.new_tokens = 128       # per generation (no EOS: ArS and SpS emit the same count)
+  # Text needs a tokenizer; a target without one gets 24 random ids.
+  cfg.prompt = 'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n'
+  cfg.sampling = sampling(temperature=0.0)  # greedy: SpS must give ArS's tokens
+  cfg.repeats = 3            # timed repeats per round (median)
+  cfg.rounds = 3             # alternating rounds of all timings (medians reported)
+  cfg.out = ""               # optional JSON output path
+
+  if arg == "tiny":
+    pass
+  elif arg == "smollm2":  # the real SmolLM2-135M-Instruct, offline from its pip package
+    cfg.target = "smollm2-135m"
+    cfg.drafts = ("self:8", "lookup:3")
+  else:
+    raise ValueError(f"unknown bench_speculative preset {arg!r}; use tiny or smollm2")
+  return cfg

@@ -1,0 +1,4 @@
+"""Measurement: compile-free timing, the machine, c and r, the one predicted-speedup function."""
+from specjax.perf.costs import (Costs, draft_seconds_per_token, measure_costs,
+                                predicted_from_mean_length, predicted_speedup, seconds_per_call)
+from specjax.perf.timing import compile_count, machine, median_seconds, timed

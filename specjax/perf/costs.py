@@ -1,0 +1,104 @@
+"""The cost model of speculative sampling (Leviathan et al. 2023; PAPER.md), measured.
+
+  c = t_draft / t_target(1)       a drafted token's cost, in target calls of one token
+  r = t_target(k + 1) / t_target(1)  the verification call's cost, in the same unit
+  predicted speedup = (1 - a^(k+1)) / ((1 - a)(k c + r))
+
+with a the per-position acceptance (`Stats.alpha`). Every bench and the Table 1
+report measure c and r with `measure_costs` and predict with `predicted_speedup`.
+"""
+import dataclasses
+from typing import Any, Dict, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from specjax.models.kv_cache import init_cache
+from specjax.models.transformer import forward
+from specjax.perf.timing import median_seconds
+
+
+def seconds_per_call(model, tokens_per_call: int, context: int = 64, calls: int = 16,
+                     repeats: int = 3) -> float:
+  """Seconds per forward call of `tokens_per_call` tokens at batch 1 after `context` tokens.
+
+  `model`: anything with `params` and `config` (a `Model`, a `ModelDrafter`). The
+  calls run inside one jitted fori_loop (as in the samplers' loops), each rolling
+  the cache back so that every call sees the same context length.
+  """
+  cfg = model.config
+  cache = init_cache(cfg, 1, context + tokens_per_call + 64)
+  _, cache = forward(model.params, cfg, jnp.ones((1, context), jnp.int32), cache)
+  toks = jnp.ones((1, tokens_per_call), jnp.int32)
+
+  @jax.jit
+  def run(params, cache):
+    def body(i, carry):
+      cache, acc = carry
+      logits, new = forward(params, cfg, toks + i % 2, cache)
+      return new.rollback(cache.length_B), acc + logits[0, -1, 0]
+    return jax.lax.fori_loop(0, calls, body, (cache, jnp.zeros((), jnp.float32)))[1]
+
+  return median_seconds(lambda: run(model.params, cache).block_until_ready(), repeats) / calls
+
+
+def draft_seconds_per_token(drafter, k: int, context: int = 64) -> float:
+  """A drafter's seconds per drafted token, as the loop calls it.
+
+  A model drafter (one with `params` and `config`): one 2-token call, then k - 1
+  one-token calls. A drafter without a model (prompt lookup) costs 0 here: its
+  search is part of the loop's own cost.
+  """
+  if not (hasattr(drafter, "params") and hasattr(drafter, "config")):
+    return 0.0
+  return (seconds_per_call(drafter, 2, context)
+          + (k - 1) * seconds_per_call(drafter, 1, context)) / k
+
+
+@dataclasses.dataclass(frozen=True)
+class Costs:
+  """c and r of one drafter with one target at one context, and the target's t(1)."""
+  k: int
+  context: int
+  t_target_1: float  # seconds per 1-token target call
+  c: float
+  r: float
+
+  def predicted_speedup(self, alpha: float) -> float:
+    return predicted_speedup(alpha, self.k, self.c, self.r)
+
+
+def measure_costs(target, drafters: Mapping[str, Any], k: int, context: int, repeats: int = 1,
+                  t_target_1: Optional[float] = None) -> Dict[str, Costs]:
+  """{name: Costs} for each drafter: medians over `repeats` rounds of ratios formed per round.
+
+  The machine may be shared, so every round measures t(1), t(k + 1) and each
+  draft side by side. A drafter given as None gets c = 0 (r alone). A given
+  `t_target_1` (seconds) is used instead of measuring t(1) again.
+  """
+  rounds = []
+  for _ in range(repeats):
+    t1 = t_target_1 or seconds_per_call(target, 1, context)
+    tk1 = seconds_per_call(target, k + 1, context)
+    rounds.append((t1, tk1, {name: 0.0 if d is None else draft_seconds_per_token(d, k, context)
+                             for name, d in drafters.items()}))
+  out = {}
+  for name in drafters:
+    out[name] = Costs(k=k, context=context, t_target_1=float(np.median([x[0] for x in rounds])),
+                      c=float(np.median([x[2][name] / x[0] for x in rounds])),
+                      r=float(np.median([x[1] / x[0] for x in rounds])))
+  return out
+
+
+def predicted_speedup(alpha: float, k: int, c: float, r: float) -> float:
+  """(1 - a^(k+1)) / ((1 - a)(k c + r)): expected tokens per loop over its cost (nan if a is)."""
+  if not np.isfinite(alpha):
+    return float("nan")
+  tokens = (k + 1) if alpha >= 1 else (1 - alpha ** (k + 1)) / (1 - alpha)
+  return tokens / (k * c + r)
+
+
+def predicted_from_mean_length(mean_accepted_length: float, k: int, c: float, r: float) -> float:
+  """The prediction with the measured tokens per loop in place of the i.i.d. formula's."""
+  return mean_accepted_length / (k * c + r)

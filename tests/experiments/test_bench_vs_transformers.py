@@ -1,0 +1,25 @@
+"""bench_vs_transformers' config checks (the benchmark itself runs torch: not run in tests)."""
+import pytest
+
+import specjax as sj
+from configs import bench_vs_transformers as presets
+from experiments import bench_vs_transformers, common
+
+
+@pytest.mark.parametrize("field,value", [
+    ("model", "random:tiny"), ("model", "smollm2_135m"), ("prompt", ""), ("new_tokens", 0),
+    ("repeats", 0), ("torch_threads", -1)])
+def test_bad_config_values_are_refused_before_the_model_is_loaded(monkeypatch, field, value):
+  monkeypatch.setattr(common, "build_model", lambda *a, **k: pytest.fail("model built"))
+  monkeypatch.setattr(sj, "load", lambda *a, **k: pytest.fail("model loaded"))
+  cfg = presets.get_config("quick")
+  cfg[field] = value
+  with pytest.raises(ValueError, match=f"config.{field}"):
+    bench_vs_transformers.main(cfg)
+
+
+def test_presets_pass_the_checks():
+  for arg in ("smollm2", "quick"):
+    bench_vs_transformers._check(presets.get_config(arg))
+  with pytest.raises(ValueError, match="unknown bench_vs_transformers preset"):
+    presets.get_config("nope")
