@@ -18,8 +18,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from specjax.models.tokenizer import Tokenizer
-from specjax.training.decontam import _hash64, eval_filter
-from specjax.training.sources import Doc, _source_docs, default_cache_dir
+from specjax.training.decontam import eval_filter, stable_hash64
+from specjax.training.sources import Doc, default_cache_dir, source_docs
 
 FILTER_VERSION = 1  # bump when sources, filtering or packing change: it keys the corpus cache
 
@@ -27,7 +27,7 @@ FILTER_VERSION = 1  # bump when sources, filtering or packing change: it keys th
 # --- split, pack, cache -----------------------------------------------------------------------
 def split_docs(docs: Sequence[Doc], heldout_fraction: float = 0.02) -> Tuple[List[Doc], List[Doc]]:
   """(train, heldout) by a hash of each name: the same on every machine and in every order."""
-  u = [_hash64(d.name) / 2**64 for d in docs]  # uniform in [0, 1)
+  u = [stable_hash64(d.name) / 2**64 for d in docs]  # uniform in [0, 1)
   held = {i for i, x in enumerate(u) if x < heldout_fraction}
   if not held and heldout_fraction > 0 and len(docs) >= 2:
     held = {int(np.argmin(u))}
@@ -85,7 +85,7 @@ def build_corpus(sources: Sequence[str], tokenizer: Tokenizer, seq_len: int, eos
                     meta["stats"])
   filt, stats, train, heldout, heldout_docs = eval_filter(), {}, [], [], []
   for source in sources:
-    docs = _source_docs(source, cache_dir, limit_bytes)
+    docs = source_docs(source, cache_dir, limit_bytes)
     kept = [d for d in docs if not filt.contaminated(d.text)]
     tr, ho = split_docs(kept, heldout_fraction)  # per source, so each has held-out docs
     train.append(_stream(tr, tokenizer, eos_id))

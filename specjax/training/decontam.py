@@ -19,7 +19,7 @@ _MUL = np.uint64(0x9E3779B97F4A7C15)  # odd: the n-gram hash below is a polynomi
 
 
 @functools.lru_cache(maxsize=1 << 17)  # all corpora here hold ~81k distinct words
-def _hash64(s: str) -> int:  # stable across processes and machines, unlike hash(str)
+def stable_hash64(s: str) -> int:  # stable across processes and machines, unlike hash(str)
   return int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little")
 
 
@@ -28,7 +28,7 @@ def _words(text: str) -> List[str]:
 
 
 def _hashes(words: List[str]) -> np.ndarray:
-  return np.fromiter(map(_hash64, words), np.uint64, len(words))
+  return np.fromiter(map(stable_hash64, words), np.uint64, len(words))
 
 
 def _ngram_hashes(h: np.ndarray, n: int) -> np.ndarray:

@@ -102,7 +102,8 @@ def aclsum_train() -> List[Doc]:
   return sorted(docs, key=lambda d: d.name)
 
 
-def _source_docs(source: str, cache_dir: Optional[str], limit_bytes: Optional[int]) -> List[Doc]:
+def source_docs(source: str, cache_dir: Optional[str], limit_bytes: Optional[int]) -> List[Doc]:
+  """The documents of one named source: "code", "prose" or "aclsum" (capped at limit_bytes)."""
   if source == "code":
     return stdlib_code(limit_bytes)
   if source == "prose":
