@@ -2,7 +2,8 @@
 import pytest
 
 from configs import bench_decode as presets
-from experiments import bench_decode, common
+from experiments import bench_decode
+from tests.experiments import assert_refused_before_loading
 
 
 def test_presets():
@@ -15,13 +16,8 @@ def test_presets():
 @pytest.mark.parametrize("field,value", [("new_tokens", 3), ("batch", 0), ("rounds", -1),
                                          ("read_bytes", 0)])
 def test_bad_config_refused_before_any_model_loads(monkeypatch, field, value):
-  def no_load(*args):
-    raise AssertionError("a model was loaded")
-  monkeypatch.setattr(common, "build_model", no_load)
-  cfg = presets.get_config("tiny")
-  cfg[field] = value
-  with pytest.raises(ValueError, match=f"config.{field} must be an integer"):
-    bench_decode.main(cfg)
+  assert_refused_before_loading(monkeypatch, bench_decode.main, presets.get_config("tiny"),
+                                field, value, f"config.{field} must be an integer")
 
 
 def test_bare_preset_refused_with_the_random_hint():

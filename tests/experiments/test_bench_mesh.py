@@ -2,7 +2,8 @@
 import pytest
 
 from configs import bench_mesh as presets
-from experiments import bench_mesh, common
+from experiments import bench_mesh
+from tests.experiments import assert_refused_before_loading
 
 
 @pytest.mark.parametrize("field,value,match", [
@@ -11,13 +12,8 @@ from experiments import bench_mesh, common
     ("meshes", (), "non-empty"), ("rules", "nope", "unknown sharding rules"),
     ("batch", 0, "config.batch")])
 def test_bad_config_refused_before_any_model_loads(monkeypatch, field, value, match):
-  def no_load(*args):
-    raise AssertionError("a model was loaded")
-  monkeypatch.setattr(common, "build_model", no_load)
-  cfg = presets.get_config("tiny")
-  cfg[field] = value
-  with pytest.raises(ValueError, match=match):
-    bench_mesh.main(cfg)
+  assert_refused_before_loading(monkeypatch, bench_mesh.main, presets.get_config("tiny"),
+                                field, value, match)
 
 
 def test_presets_pass_the_checks_on_eight_devices():  # tests/conftest.py: 8 CPU devices

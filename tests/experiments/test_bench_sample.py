@@ -6,7 +6,8 @@ import sys
 import pytest
 
 from configs import bench_sample as presets
-from experiments import bench_sample, common
+from experiments import bench_sample
+from tests.experiments import assert_refused_before_loading
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -32,11 +33,8 @@ def test_bench_sample_prints_legacy_and_new_side_by_side():
     ("new_tokens", 0), ("zero_draws", -1), ("rounds", 0), ("repeats", 0),
     ("sampling.top_p", 0.0), ("sampling.temperature", -1.0)])
 def test_bad_config_values_are_refused_before_the_target_is_built(monkeypatch, field, value):
-  monkeypatch.setattr(common, "build_model", lambda *a, **k: pytest.fail("model built"))
-  cfg = presets.get_config("tiny")
-  cfg.update_from_flattened_dict({field: value})
-  with pytest.raises(ValueError, match=f"config.{field.split('.')[0]}"):
-    bench_sample.main(cfg)
+  assert_refused_before_loading(monkeypatch, bench_sample.main, presets.get_config("tiny"),
+                                field, value, f"config.{field.split('.')[0]}")
 
 
 def test_presets_pass_the_checks():

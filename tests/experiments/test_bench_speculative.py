@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from configs import bench_speculative as presets
-from experiments import bench_speculative, common
+from experiments import bench_speculative
+from tests.experiments import assert_refused_before_loading
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -43,15 +44,8 @@ def test_tiny_run_prints_the_table_and_writes_the_json(tmp_path):
     ("drafts", ("self:1", "self:1"), "duplicates"),
     ("sampling.temperature", -1.0, "config.sampling")])
 def test_bad_config_refused_before_any_model_loads(monkeypatch, field, value, match):
-  def no_load(*args):
-    raise AssertionError("a model was loaded")
-  monkeypatch.setattr(common, "build_model", no_load)
-  cfg = presets.get_config("tiny")
-  with cfg.unlocked():
-    node, _, leaf = field.rpartition(".")
-    (cfg[node] if node else cfg)[leaf] = value
-  with pytest.raises(ValueError, match=match):
-    bench_speculative.main(cfg)
+  assert_refused_before_loading(monkeypatch, bench_speculative.main, presets.get_config("tiny"),
+                                field, value, match)
 
 
 def test_bare_preset_target_refused_with_the_random_hint():

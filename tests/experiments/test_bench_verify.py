@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from configs import bench_verify as presets
-from experiments import bench_verify, common
+from experiments import bench_verify
+from tests.experiments import assert_refused_before_loading
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -38,11 +39,8 @@ def test_bench_verify_prints_ratios_for_every_op(tmp_path):
     ("ops", ("model", "softmax")), ("matmuls", ("pallas",)), ("context", 0), ("calls", 0),
     ("rounds", 0)])
 def test_bad_config_values_are_refused_before_a_model_is_built(monkeypatch, field, value):
-  monkeypatch.setattr(common, "build_model", lambda *a, **k: pytest.fail("model built"))
-  cfg = presets.get_config("tiny")
-  cfg[field] = value
-  with pytest.raises(ValueError, match=f"config.{field}"):
-    bench_verify.main(cfg)
+  assert_refused_before_loading(monkeypatch, bench_verify.main, presets.get_config("tiny"),
+                                field, value, f"config.{field}")
 
 
 def test_the_command_line_names_the_bad_field_and_measures_nothing():

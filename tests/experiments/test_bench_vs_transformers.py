@@ -1,21 +1,17 @@
 """bench_vs_transformers' config checks (the benchmark itself runs torch: not run in tests)."""
 import pytest
 
-import specjax as sj
 from configs import bench_vs_transformers as presets
-from experiments import bench_vs_transformers, common
+from experiments import bench_vs_transformers
+from tests.experiments import assert_refused_before_loading
 
 
 @pytest.mark.parametrize("field,value", [
     ("model", "random:tiny"), ("model", "smollm2_135m"), ("prompt", ""), ("new_tokens", 0),
     ("repeats", 0), ("torch_threads", -1)])
 def test_bad_config_values_are_refused_before_the_model_is_loaded(monkeypatch, field, value):
-  monkeypatch.setattr(common, "build_model", lambda *a, **k: pytest.fail("model built"))
-  monkeypatch.setattr(sj, "load", lambda *a, **k: pytest.fail("model loaded"))
-  cfg = presets.get_config("quick")
-  cfg[field] = value
-  with pytest.raises(ValueError, match=f"config.{field}"):
-    bench_vs_transformers.main(cfg)
+  assert_refused_before_loading(monkeypatch, bench_vs_transformers.main,
+                                presets.get_config("quick"), field, value, f"config.{field}")
 
 
 def test_presets_pass_the_checks():

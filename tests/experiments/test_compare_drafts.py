@@ -2,7 +2,8 @@
 import pytest
 
 from configs import compare_drafts as presets
-from experiments import common, compare_drafts
+from experiments import compare_drafts
+from tests.experiments import assert_refused_before_loading
 
 
 def test_presets_pass_the_checks():
@@ -20,12 +21,6 @@ def test_presets_pass_the_checks():
     ("prompts", -1, "config.prompts"), ("sampling.top_p", 0.0, "config.sampling"),
     ("target", "random:tiny", "random weights have no tokenizer")])
 def test_bad_config_refused_before_any_model_loads(monkeypatch, field, value, match):
-  def no_load(*args):
-    raise AssertionError("a model was loaded")
-  monkeypatch.setattr(common, "build_model", no_load)
-  cfg = presets.get_config("quick")
-  node, _, leaf = field.rpartition(".")
-  (cfg[node] if node else cfg)[leaf] = value
-  with pytest.raises(ValueError, match=match):
-    compare_drafts.main(cfg)
+  assert_refused_before_loading(monkeypatch, compare_drafts.main, presets.get_config("quick"),
+                                field, value, match)
 
