@@ -13,7 +13,7 @@ right-padded), so a row's RoPE position is its slot index and `length_B` is
 both the next position and the number of live slots.
 """
 import functools
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -189,13 +189,15 @@ class Transformer(nn.Module):
   T. Without one (`cache=None`), the call is a plain causal forward over the T
   tokens at positions `0..T-1`. `logits_at_B` selects one
   position per row for the head (e.g. the last prompt token), giving [B, 1, V]
-  and sparing the vocab projection for the rest.
+  and sparing the vocab projection for the rest. `hidden_layers` (layer
+  indices, static) also returns the residual stream after each of those
+  layers at every position, [B, T, L, D] (the features a drafter reads).
   """
   config: ModelConfig
 
   @nn.compact
   def __call__(self, tokens_BT, cache: Optional[KVCache] = None, logits_at_B=None,
-               head_logits=False):
+               head_logits=False, hidden_layers: Tuple[int, ...] = ()):
     c = self.config
     dt, init = c.jnp_dtype, nn.initializers.normal(c.init_std)
     V, U = c.vocab_size, c.head_vocab
@@ -212,11 +214,13 @@ class Transformer(nn.Module):
     if c.sub_vocab and c.tie_embeddings:
       rows_BT = sub_vocab_index(ids_U, V, outside=U)[tokens_BT]
     x_BTD = sharding.constrain(jnp.take(embedding_VD, rows_BT, axis=0), _ACT_AXES)
-    ks, vs = [], []
+    ks, vs, hidden = [], [], {}
     for i in range(c.num_layers):
       kv = None if cache is None else (cache.k[i], cache.v[i])
       x_BTD, new_kv = Block(c, name=f"layers_{i}")(x_BTD, positions_BT, kv)
       x_BTD = sharding.constrain(x_BTD, _ACT_AXES)
+      if i in hidden_layers:
+        hidden[i] = x_BTD
       if new_kv is not None:
         ks.append(new_kv[0])
         vs.append(new_kv[1])
@@ -241,15 +245,32 @@ class Transformer(nn.Module):
     if cache is not None:
       cache = sharding.constrain_cache(
           KVCache(k=tuple(ks), v=tuple(vs), length_B=cache.length_B + T))
+    if hidden_layers:
+      return logits_BTV, cache, jnp.stack([hidden[i] for i in hidden_layers], axis=2)
     return logits_BTV, cache
 
 
+def check_hidden_layers(config: ModelConfig, hidden_layers) -> Tuple[int, ...]:
+  """`hidden_layers` as a tuple of valid layer indices (raised before tracing otherwise)."""
+  layers = tuple(hidden_layers)
+  bad = [i for i in layers if isinstance(i, bool) or not isinstance(i, int)
+         or not 0 <= i < config.num_layers]
+  if bad or len(set(layers)) != len(layers):
+    raise ValueError(f"hidden_layers {layers}: want distinct layer indices in "
+                     f"[0, {config.num_layers})")
+  return layers
+
+
 def forward(params, config: ModelConfig, tokens_BT, cache: Optional[KVCache] = None,
-            logits_at_B=None, head_logits=False):
+            logits_at_B=None, head_logits=False, hidden_layers: Sequence[int] = ()):
   """Pure function: `(params, tokens, cache) -> (logits_BTV float32, cache)`.
 
   `head_logits=True` returns a sub-vocab model's logits over its own U ids
   (ordered as `params["vocab_ids_U"]`) instead of scattering them into V.
+  `hidden_layers=(i, j, ...)` returns `(logits, cache, hidden_BTLD)` as well: the
+  residual stream after layers i, j, ... (in that order) at every position,
+  in the model's dtype. Without it the call computes nothing extra.
   """
+  layers = check_hidden_layers(config, hidden_layers)
   return Transformer(config).apply({"params": params}, tokens_BT, cache, logits_at_B,
-                                   head_logits)
+                                   head_logits, layers)

@@ -112,3 +112,40 @@ def test_decode_loop_never_copies_the_cache():
   assert body, "no while body found in the compiled HLO"
   copies = [l for b in body for l in b.split("\n") if re.search(re.escape(shape) + r"\{[0-9,]*\} copy\(", l)]
   assert copies == []
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_hidden_layers_are_the_residual_stream_with_and_without_a_cache(tie):
+  model = tiny_model(tie_embeddings=tie, num_layers=3)
+  cfg, params = model.config, model.params
+  tokens = jnp.asarray(_tokens(model))
+  logits, _ = sj.forward(params, cfg, tokens)
+  logits2, _, hidden_BTLD = sj.forward(params, cfg, tokens, hidden_layers=(2, 0))
+  np.testing.assert_array_equal(logits2, logits)  # asking for features changes nothing else
+  assert hidden_BTLD.shape == tokens.shape + (2, cfg.d_model)
+  # The last layer's stream, through the final norm and the head, is the logits.
+  x = np.asarray(hidden_BTLD[:, :, 0], np.float64)
+  x = x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + cfg.norm_eps)
+  x = x * np.asarray(params["final_norm"]["scale"])
+  head_DV = params["embedding_VD"].T if tie else params["lm_head_DU"]
+  np.testing.assert_allclose(x @ np.asarray(head_DV), logits, atol=1e-4, rtol=0)
+  # Layer 0's stream is the last layer's stream of the model cut after layer 0.
+  cut = cfg.replace(num_layers=1)
+  cut_params = {k: v for k, v in params.items() if k != "layers_1" and k != "layers_2"}
+  _, _, h0 = sj.forward(cut_params, cut, tokens, hidden_layers=(0,))
+  np.testing.assert_allclose(hidden_BTLD[:, :, 1], h0[:, :, 0], atol=1e-6, rtol=0)
+  # With a cache (prefill, then one token per call) the features equal the full forward's.
+  cache = sj.init_cache(cfg, tokens.shape[0], 64)
+  _, cache, h_pre = sj.forward(params, cfg, tokens[:, :10], cache, hidden_layers=(2, 0))
+  steps = [h_pre]
+  for t in range(10, tokens.shape[1]):
+    _, cache, h = sj.forward(params, cfg, tokens[:, t:t + 1], cache, hidden_layers=(2, 0))
+    steps.append(h)
+  np.testing.assert_allclose(jnp.concatenate(steps, axis=1), hidden_BTLD, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layers", [(3,), (-1,), (0, 0), (True,)])
+def test_hidden_layers_out_of_range_are_refused_before_tracing(layers):
+  model = tiny_model(num_layers=3)
+  with pytest.raises(ValueError, match="hidden_layers"):
+    sj.forward(model.params, model.config, jnp.zeros((1, 2), jnp.int32), hidden_layers=layers)
