@@ -23,7 +23,7 @@ committed tokens as one 2-token call (re-writing slot n-2, which is either
 already there with the same value or, after a fully accepted block, the last
 draft token the draft never saw), so no extra catch-up call is needed.
 """
-from typing import Any, Optional, Protocol, runtime_checkable
+from typing import Any, Optional, Protocol, Tuple, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -49,21 +49,36 @@ class Drafter(Protocol):
     drawn token), given the committed tokens `seq_BS[:, :n_B]`;
   - `commit(state, n_B)`: after verification, each row keeps its first n_B
     committed tokens (O(1) per row: set lengths, copy nothing);
-  - `calls_per_proposal(k)`: model calls per proposal, for `Stats.draft_calls`.
-  The verification call is where a drafter that reads the target's hidden states
-  gets them: `commit` is called right after it, once per iteration, with the
-  accepted lengths; such a drafter receives the target's features for the
-  accepted tokens there (the target returning hidden states is issue 19's).
+  - `calls_per_proposal(k)`: model calls per proposal, for `Stats.draft_calls`;
+  - `feature_layers`: the target layers whose residual stream the drafter reads
+    (() for none). When it names some, the loop asks the target's prefill and
+    verification calls for them and passes them on as `features=`
+    (`Features`) to `init` (the prompt's) and to `commit` (the verified
+    positions': of those, the first n_B - start_B hold committed tokens, the
+    rest rejected drafts, to be overwritten when those positions are verified).
   """
   name: str
+  feature_layers: Tuple[int, ...]
 
-  def init(self, prompt_BT, prompt_len_B, capacity) -> Any: ...
+  def init(self, prompt_BT, prompt_len_B, capacity, features=None) -> Any: ...
 
   def propose(self, state, seq_BS, n_B, k: int, sampling: Sampling, key): ...
 
-  def commit(self, state, n_B) -> Any: ...
+  def commit(self, state, n_B, features=None) -> Any: ...
 
   def calls_per_proposal(self, k: int) -> int: ...
+
+
+@struct.dataclass
+class Features:
+  """The target's residual stream at layers `feature_layers`, for T positions per row.
+
+  `hidden_BTLD[b, t]` belongs to position `start_B[b] + t` of row b's sequence
+  (prefill: start 0, padding after the prompt included; verification: start
+  n_B - 1, the last committed token, then the k drafts).
+  """
+  hidden_BTLD: jax.Array
+  start_B: jax.Array
 
 
 @struct.dataclass
@@ -75,18 +90,20 @@ class ModelDrafter:
   # Where the draft lives (its own rules: a small draft is often best replicated).
   placement: Optional[sharding.Placement] = struct.field(pytree_node=False, default=None)
 
+  feature_layers = ()  # reads no target features
+
   @property
   def vocab_size(self) -> int:
     return self.config.vocab_size
 
-  def init(self, prompt_BT, prompt_len_B, capacity) -> KVCache:
+  def init(self, prompt_BT, prompt_len_B, capacity, features=None) -> KVCache:
     with sharding.active(self.placement):
       cache = sharding.constrain_cache(init_cache(self.config, prompt_BT.shape[0], capacity))
       _, cache = forward(self.params, self.config, prompt_BT, cache,
                          logits_at_B=jnp.zeros_like(prompt_len_B))
     return self.commit(cache, prompt_len_B)
 
-  def commit(self, cache: KVCache, n_B) -> KVCache:
+  def commit(self, cache: KVCache, n_B, features=None) -> KVCache:
     return cache.rollback(jnp.maximum(n_B - 2, 0))
 
   def propose(self, cache: KVCache, seq_BS, n_B, k: int, sampling: Sampling, key):
@@ -155,11 +172,12 @@ class PromptLookup:
   max_ngram: int = struct.field(pytree_node=False, default=3)
   min_ngram: int = struct.field(pytree_node=False, default=1)
   name: str = struct.field(pytree_node=False, default="prompt_lookup")
+  feature_layers = ()  # reads no target features
 
-  def init(self, prompt_BT, prompt_len_B, capacity):
+  def init(self, prompt_BT, prompt_len_B, capacity, features=None):
     return ()
 
-  def commit(self, state, n_B):
+  def commit(self, state, n_B, features=None):
     return state
 
   def calls_per_proposal(self, k: int) -> int:

@@ -28,11 +28,12 @@ import jax.numpy as jnp
 from specjax import sharding
 from specjax.decoding import engine, inputs
 from specjax.decoding.engine import GenerateOutput, Options
-from specjax.decoding.drafters import ModelDrafter, PromptLookup, build_drafter, model_drafter
+from specjax.decoding.drafters import (Drafter, Features, ModelDrafter, PromptLookup, build_drafter,
+                                      model_drafter)
 from specjax.decoding.sampling import Sampling, sample, warp
 from specjax.models.kv_cache import init_cache
 from specjax.models.model import Model, param_logical_axes
-from specjax.models.transformer import forward
+from specjax.models.transformer import check_hidden_layers, forward
 
 
 def accept_and_correct(p_BG1V, q_BGV, draft_BG, key):
@@ -69,9 +70,17 @@ def _spec_generate(target_params, drafter, prompt_BT, prompt_len_B, key, opts: O
 def _spec_generate_traced(target_params, drafter, prompt_BT, prompt_len_B, key, opts):
   k, cfg = opts.k, opts.config
   cache = sharding.constrain_cache(init_cache(cfg, prompt_BT.shape[0], opts.capacity))
-  _, cache = forward(target_params, cfg, prompt_BT, cache, logits_at_B=jnp.zeros_like(prompt_len_B))
-  state = engine.start(prompt_BT, prompt_len_B, cache,
-                       drafter.init(prompt_BT, prompt_len_B, opts.capacity), opts)
+  layers = tuple(drafter.feature_layers)
+  if layers:  # a drafter that reads the target's features gets the prompt's
+    _, cache, hidden_BTLD = forward(target_params, cfg, prompt_BT, cache, hidden_layers=layers,
+                                    logits_at_B=jnp.zeros_like(prompt_len_B))
+    draft_state = drafter.init(prompt_BT, prompt_len_B, opts.capacity,
+                               features=Features(hidden_BTLD, jnp.zeros_like(prompt_len_B)))
+  else:
+    _, cache = forward(target_params, cfg, prompt_BT, cache,
+                       logits_at_B=jnp.zeros_like(prompt_len_B))
+    draft_state = drafter.init(prompt_BT, prompt_len_B, opts.capacity)
+  state = engine.start(prompt_BT, prompt_len_B, cache, draft_state, opts)
 
   def body(s: engine.LoopState) -> engine.LoopState:
     it = s.stats.target_calls  # one target call per iteration
@@ -80,13 +89,19 @@ def _spec_generate_traced(target_params, drafter, prompt_BT, prompt_len_B, key, 
                                                    opts.sampling, k_draft)
     last_B = jnp.take_along_axis(s.seq_BS, (s.n_B - 1)[:, None], axis=1)[:, 0]
     verify_BG1 = jnp.concatenate([last_B[:, None], draft_BG], axis=1)
-    logits_BG1V, cache = forward(target_params, cfg, verify_BG1, s.cache)  # ONE target call
+    if layers:  # ONE target call, with the features the drafter reads
+      logits_BG1V, cache, hidden_BG1LD = forward(target_params, cfg, verify_BG1, s.cache,
+                                                 hidden_layers=layers)
+      features = dict(features=Features(hidden_BG1LD, s.n_B - 1))
+    else:  # ONE target call
+      logits_BG1V, cache = forward(target_params, cfg, verify_BG1, s.cache)
+      features = {}
     p_BG1V = warp(logits_BG1V, opts.sampling)
     n_acc_B, next_BV = accept_and_correct(p_BG1V, q_BGV, draft_BG, k_acc)
     next_B = sample(k_next, next_BV, opts.sampling)
     s = engine.advance(s, draft_BG, n_acc_B, next_B, cache, draft_state, opts,
                        draft_calls=drafter.calls_per_proposal(k))
-    return s.replace(draft_state=drafter.commit(s.draft_state, s.n_B))
+    return s.replace(draft_state=drafter.commit(s.draft_state, s.n_B, **features))
 
   out, state = engine.run(state, body, prompt_len_B, opts)
   return out + (state.cache, state.draft_state)
@@ -113,6 +128,9 @@ def _as_drafter(draft, target: Model, placement=None):
     return draft, draft.config.max_len
   if isinstance(draft, PromptLookup):
     return draft.replace(vocab_size=target.config.vocab_size), None
+  if isinstance(draft, Drafter):  # any other implementation of the protocol, as it is
+    check_hidden_layers(target.config, draft.feature_layers)
+    return draft, None
   raise ValueError(f"draft must be a specjax Model (e.g. sj.load(...), sj.self_draft(...)), "
                    f"a drafter such as sj.prompt_lookup(...), or a drafter name ('lookup:3', "
                    f"'self:8', 'smollm2-135m-draft', a path), got {type(draft).__name__}")

@@ -1,5 +1,7 @@
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import struct
 
 import specjax as sj
 from specjax.decoding import drafters
@@ -35,3 +37,58 @@ def test_speculative_generate_takes_a_drafter_name(name):
   by_object = sj.speculative_generate(target, sj.build_drafter(name, target), prompts, k=3,
                                       max_new_tokens=8)
   np.testing.assert_array_equal(by_name.tokens, by_object.tokens)
+
+
+@struct.dataclass
+class _FeatureRecorder:
+  """Proposes as prompt lookup does, and stores every target feature it is given at its position."""
+  lookup: drafters.PromptLookup
+  feature_layers: tuple = struct.field(pytree_node=False, default=(1, 0))
+  name: str = struct.field(pytree_node=False, default="feature_recorder")
+
+  def init(self, prompt_BT, prompt_len_B, capacity, features=None):
+    B, _, L, D = features.hidden_BTLD.shape
+    return self._write(jnp.zeros((B, capacity, L, D), features.hidden_BTLD.dtype), features)
+
+  def _write(self, store_BSLD, f):
+    pos_BT = f.start_B[:, None] + jnp.arange(f.hidden_BTLD.shape[1])
+    rows_B1 = jnp.arange(pos_BT.shape[0])[:, None]
+    return store_BSLD.at[rows_B1, pos_BT].set(f.hidden_BTLD, mode="drop")
+
+  def propose(self, state, seq_BS, n_B, k, sampling, key):
+    tokens_BG, q_BGV, _ = self.lookup.propose((), seq_BS, n_B, k, sampling, key)
+    return tokens_BG, q_BGV, state
+
+  def commit(self, state, n_B, features=None):
+    return self._write(state, features)
+
+  def calls_per_proposal(self, k):
+    return 0
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_a_feature_drafter_gets_the_target_features_of_every_committed_position(k):
+  target = tiny_model(num_layers=3)
+  prompts = [[5, 9, 3, 5, 9], [1, 2, 3, 4, 1, 2, 3, 7, 8], [4]]  # ragged
+  recorder = _FeatureRecorder(drafters.prompt_lookup(2, vocab_size=target.config.vocab_size))
+  assert isinstance(recorder, sj.Drafter)
+  out, _, store_BSLD = sj.speculative_generate(target, recorder, prompts, k=k,
+                                               max_new_tokens=12, eos_id=None, return_state=True)
+  ars = sj.generate(target, prompts, max_new_tokens=12, eos_id=None)
+  np.testing.assert_array_equal(out.tokens, ars.tokens)  # reading features changes no token
+  for b, prompt in enumerate(prompts):
+    seq = np.asarray(prompt + out.row(b), np.int32)
+    _, _, want_1TLD = sj.forward(target.params, target.config, jnp.asarray(seq[None]),
+                                 hidden_layers=(1, 0))
+    # Every committed position but the last (whose features the next verification would give).
+    n = len(seq) - 1
+    np.testing.assert_allclose(np.asarray(store_BSLD)[b, :n], np.asarray(want_1TLD)[0, :n],
+                               atol=1e-4, rtol=1e-5)
+
+
+def test_feature_layers_outside_the_target_are_refused_before_compiling():
+  target = tiny_model(num_layers=3)
+  recorder = _FeatureRecorder(drafters.prompt_lookup(2, vocab_size=target.config.vocab_size),
+                              feature_layers=(3,))
+  with pytest.raises(ValueError, match="hidden_layers"):
+    sj.speculative_generate(target, recorder, [[1, 2]], k=2, max_new_tokens=4)
