@@ -4,9 +4,10 @@
   model = sj.init_model(sj.ModelConfig(vocab_size=16), jax.random.key(0))
   out = sj.generate(model, [[1, 2, 3]], max_new_tokens=8, sampling=sj.Sampling(0.0))
 """
-from specjax.decoding import (Drafter, Features, GenerateOutput, ModelDrafter, PromptLookup,
-                              Sampling, Stats, build_drafter, generate, prompt_lookup, sample,
-                              self_draft, speculative_generate, warp)
+from specjax.decoding import (Drafter, Features, FeatureDrafter, GenerateOutput, ModelDrafter,
+                              PromptLookup, Sampling, Stats, build_drafter, feature_draft,
+                              generate, prompt_lookup, sample, self_draft, speculative_generate,
+                              warp)
 from specjax.models import (KVCache, Model, ModelConfig, Transformer, forward, init_cache,
                             init_model, init_params, param_logical_axes)
 

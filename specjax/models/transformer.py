@@ -28,7 +28,7 @@ from specjax.models.kv_cache import KVCache
 _ACT_AXES = ("batch", None, "embed")  # the residual stream [B, T, D]
 
 
-def _param(module, name, axes, shape, init, dtype):
+def logical_param(module, name, axes, shape, init, dtype):
   return module.param(name, nn.with_logical_partitioning(init, axes), shape, dtype)
 
 
@@ -44,7 +44,7 @@ class RMSNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x_BTD):
-    scale_D = _param(self, "scale", ("embed",), (x_BTD.shape[-1],), nn.initializers.ones,
+    scale_D = logical_param(self, "scale", ("embed",), (x_BTD.shape[-1],), nn.initializers.ones,
                      self.dtype)
     x = x_BTD.astype(jnp.float32)
     x = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps)
@@ -85,10 +85,10 @@ class Attention(nn.Module):
     c = self.config
     dt, init = c.jnp_dtype, nn.initializers.normal(c.init_std)
     D, N, K, H = c.d_model, c.num_heads, c.num_kv_heads, c.head_dim
-    wq = _param(self, "wq_DNH", ("embed", "heads", "head_dim"), (D, N, H), init, dt)
-    wk = _param(self, "wk_DKH", ("embed", "kv_heads", "head_dim"), (D, K, H), init, dt)
-    wv = _param(self, "wv_DKH", ("embed", "kv_heads", "head_dim"), (D, K, H), init, dt)
-    wo = _param(self, "wo_NHD", ("heads", "head_dim", "embed"), (N, H, D), init, dt)
+    wq = logical_param(self, "wq_DNH", ("embed", "heads", "head_dim"), (D, N, H), init, dt)
+    wk = logical_param(self, "wk_DKH", ("embed", "kv_heads", "head_dim"), (D, K, H), init, dt)
+    wv = logical_param(self, "wv_DKH", ("embed", "kv_heads", "head_dim"), (D, K, H), init, dt)
+    wo = logical_param(self, "wo_NHD", ("heads", "head_dim", "embed"), (N, H, D), init, dt)
     B, T = positions_BT.shape
     dense = functools.partial(cpu_matmul.dense, mode=c.matmul)
     q_BTI, k_BTI, v_BTI = dense(x_BTD, wq.reshape(D, N * H), wk.reshape(D, K * H),
@@ -97,9 +97,9 @@ class Attention(nn.Module):
     k_BTKH, v_BTKH = k_BTI.reshape(B, T, K, H), v_BTI.reshape(B, T, K, H)
     if c.qkv_bias:
       zeros = nn.initializers.zeros
-      q_BTNH += _param(self, "bq_NH", ("heads", "head_dim"), (N, H), zeros, dt)
-      k_BTKH += _param(self, "bk_KH", ("kv_heads", "head_dim"), (K, H), zeros, dt)
-      v_BTKH += _param(self, "bv_KH", ("kv_heads", "head_dim"), (K, H), zeros, dt)
+      q_BTNH += logical_param(self, "bq_NH", ("heads", "head_dim"), (N, H), zeros, dt)
+      k_BTKH += logical_param(self, "bk_KH", ("kv_heads", "head_dim"), (K, H), zeros, dt)
+      v_BTKH += logical_param(self, "bv_KH", ("kv_heads", "head_dim"), (K, H), zeros, dt)
     q_BTNH = rope(q_BTNH, positions_BT, c.rope_theta)
     k_BTKH = rope(k_BTKH, positions_BT, c.rope_theta)
 
@@ -158,9 +158,9 @@ class Mlp(nn.Module):
   def __call__(self, x_BTD):
     c = self.config
     dt, init = c.jnp_dtype, nn.initializers.normal(c.init_std)
-    wg = _param(self, "wgate_DF", ("embed", "mlp"), (c.d_model, c.d_ff), init, dt)
-    wu = _param(self, "wup_DF", ("embed", "mlp"), (c.d_model, c.d_ff), init, dt)
-    wd = _param(self, "wdown_FD", ("mlp", "embed"), (c.d_ff, c.d_model),
+    wg = logical_param(self, "wgate_DF", ("embed", "mlp"), (c.d_model, c.d_ff), init, dt)
+    wu = logical_param(self, "wup_DF", ("embed", "mlp"), (c.d_model, c.d_ff), init, dt)
+    wd = logical_param(self, "wdown_FD", ("mlp", "embed"), (c.d_ff, c.d_model),
                 nn.initializers.zeros if self.zero_out else init, dt)
     dense = functools.partial(cpu_matmul.dense, mode=c.matmul)
     g_BTF, u_BTF = dense(x_BTD, wg, wu)
@@ -202,11 +202,12 @@ class Transformer(nn.Module):
     dt, init = c.jnp_dtype, nn.initializers.normal(c.init_std)
     V, U = c.vocab_size, c.head_vocab
     if c.sub_vocab:
-      ids_U = _param(self, "vocab_ids_U", (None,), (U,),
+      ids_U = logical_param(self, "vocab_ids_U", (None,), (U,),
                      lambda key, shape, dtype: jnp.arange(shape[0], dtype=dtype), jnp.int32)
     # Tied sub-vocab: row U of the [U + 1, D] table embeds every id outside the subset.
     rows = U + 1 if c.sub_vocab and c.tie_embeddings else V
-    embedding_VD = _param(self, "embedding_VD", ("vocab", "embed"), (rows, c.d_model), init, dt)
+    embedding_VD = logical_param(self, "embedding_VD", ("vocab", "embed"), (rows, c.d_model),
+                                 init, dt)
     B, T = tokens_BT.shape
     start_B = jnp.zeros((B,), jnp.int32) if cache is None else cache.length_B
     positions_BT = start_B[:, None] + jnp.arange(T, dtype=jnp.int32)
@@ -235,7 +236,7 @@ class Transformer(nn.Module):
       logits_BTU = cpu_matmul.dense(x_BTD, embedding_VD, nt=True, ns=(U,), mode=c.matmul,
                                     out_dtype=jnp.float32)
     else:
-      head_DU = _param(self, "lm_head_DU", ("embed", "vocab"), (c.d_model, U), init, dt)
+      head_DU = logical_param(self, "lm_head_DU", ("embed", "vocab"), (c.d_model, U), init, dt)
       logits_BTU = cpu_matmul.dense(x_BTD, head_DU, mode=c.matmul, out_dtype=jnp.float32)
     logits_BTU = logits_BTU.astype(jnp.float32)
     if c.sub_vocab and not head_logits:  # scatter into the full vocab; -inf: q = 0 there

@@ -1,3 +1,4 @@
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -10,7 +11,8 @@ from tests.helpers import tiny_model
 
 def test_every_drafter_implements_the_protocol():
   target = tiny_model(seed=3)
-  for d in (drafters.model_drafter(target), sj.prompt_lookup(3)):
+  for d in (drafters.model_drafter(target), sj.prompt_lookup(3),
+            sj.feature_draft(target, jax.random.key(0))):
     assert isinstance(d, sj.Drafter), type(d).__name__
   assert not isinstance(target, sj.Drafter)  # a Model is turned into one by the loop
 
