@@ -14,7 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from specjax.decoding.drafters import Features, ModelDrafter
+from specjax.decoding.sampling import Sampling
 from specjax.models.kv_cache import init_cache
+from specjax.models.model import Model
 from specjax.models.transformer import forward
 from specjax.perf.timing import median_seconds
 
@@ -46,14 +49,47 @@ def seconds_per_call(model, tokens_per_call: int, context: int = 64, calls: int 
 def draft_seconds_per_token(drafter, k: int, context: int = 64) -> float:
   """A drafter's seconds per drafted token, as the loop calls it.
 
-  A model drafter (one with `params` and `config`): one 2-token call, then k - 1
-  one-token calls. A drafter without a model (prompt lookup) costs 0 here: its
-  search is part of the loop's own cost.
+  A draft model (`Model`, `ModelDrafter`): one 2-token call, then k - 1
+  one-token calls. A drafter with params of another kind (a feature draft):
+  its own `propose` of k tokens and `commit`, timed in a jitted loop. A
+  drafter without params (prompt lookup) costs 0 here: its search is part of
+  the loop's own cost.
   """
   if not (hasattr(drafter, "params") and hasattr(drafter, "config")):
     return 0.0
-  return (seconds_per_call(drafter, 2, context)
-          + (k - 1) * seconds_per_call(drafter, 1, context)) / k
+  if isinstance(drafter, (Model, ModelDrafter)):
+    return (seconds_per_call(drafter, 2, context)
+            + (k - 1) * seconds_per_call(drafter, 1, context)) / k
+  return _proposal_seconds(drafter, k, context) / k
+
+
+def _proposal_seconds(drafter, k: int, context: int, calls: int = 8, repeats: int = 3) -> float:
+  """Seconds per propose(k) + commit of a drafter at batch 1 after `context` tokens."""
+  layers = tuple(drafter.feature_layers)
+  D = drafter.config.d_model
+
+  def features(T):
+    return Features(jnp.zeros((1, T, len(layers), D), drafter.config.jnp_dtype),
+                    jnp.full((1,), context - 1, jnp.int32)) if layers else None
+
+  capacity = context + k + 64
+  prompt = jnp.ones((1, context), jnp.int32)
+  n_B = jnp.full((1,), context, jnp.int32)
+  feats = features(context)
+  state = drafter.init(prompt, n_B, capacity, **({"features": Features(
+      feats.hidden_BTLD, jnp.zeros((1,), jnp.int32))} if layers else {}))
+  seq = jnp.ones((1, capacity), jnp.int32)
+
+  @jax.jit
+  def run(drafter, state):
+    def body(i, carry):
+      state, acc = carry
+      toks, q, state = drafter.propose(state, seq, n_B, k, Sampling(0.0), jax.random.key(0))
+      state = drafter.commit(state, n_B, **({"features": features(k + 1)} if layers else {}))
+      return state, acc + toks[0, 0] + q[0, 0, 0]
+    return jax.lax.fori_loop(0, calls, body, (state, jnp.zeros((), jnp.float32)))[1]
+
+  return median_seconds(lambda: run(drafter, state).block_until_ready(), repeats) / calls
 
 
 @dataclasses.dataclass(frozen=True)

@@ -44,3 +44,10 @@ def test_timed_reruns_a_call_that_compiled():
 def test_machine_names_the_backend():
   m = perf.machine()
   assert m["backend"] == jax.default_backend() and m["cpu_count"] >= 1
+
+
+def test_a_feature_draft_is_timed_through_its_own_proposal():
+  target = tiny_model(num_layers=4)
+  draft = sj.feature_draft(target, jax.random.key(0))
+  c = perf.measure_costs(target, {"f": draft}, k=3, context=16)["f"].c
+  assert 0 < c < 50
