@@ -11,15 +11,11 @@ Multi-host: add --coordinator_address=HOST:PORT --num_processes=N --process_id=I
 """
 import time
 
-from absl import app
 import jax
-from ml_collections import config_flags
 import numpy as np
 
 import specjax as sj
 from experiments import common
-
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/generate.py:tiny")
 
 
 def _timed(fn, repeats):
@@ -35,9 +31,7 @@ def _timed(fn, repeats):
   return out, first, best
 
 
-def main(_):
-  common.init_distributed()
-  cfg = _CONFIG.value
+def main(cfg):
   lead = jax.process_index() == 0
   model = common.build_model(cfg.model, cfg.dtype, cfg.seed)
   if cfg.prompt:
@@ -77,4 +71,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main, "configs/generate.py:tiny")

@@ -8,9 +8,8 @@ Re-running with the same --workdir resumes the run; a workdir holding a run of a
 different config is refused. SIGTERM (a preempted TPU VM) saves and exits.
 WORKDIR/best is the best draft by measured acceptance (`sj.load(WORKDIR/best)`).
 """
-from absl import app, flags, logging
+from absl import flags, logging
 import jax
-from ml_collections import config_flags
 import numpy as np
 
 import specjax as sj
@@ -20,7 +19,6 @@ from specjax import training
 from specjax.models import drafts
 from specjax.training import data, loop
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/train.py:tiny")
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (resumed when it holds this run)")
 
 
@@ -117,13 +115,13 @@ def run(cfg, workdir: str, **kw) -> dict:
                     eval_prompts=prompts if target is not None else None, **kw)
 
 
-def main(_):
+def main(cfg):
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  summary = run(_CONFIG.value, _WORKDIR.value)
+  summary = run(cfg, _WORKDIR.value)
   summary.pop("params")
   print({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
 
 
 if __name__ == "__main__":
   flags.mark_flag_as_required("workdir")
-  app.run(main)
+  common.run(main, "configs/train.py:tiny")
