@@ -67,10 +67,6 @@ def split_params(params, trainable="all"):
   """
   names = None if trainable == "all" else tuple(n.strip() for n in trainable.split(",") if n)
   matches = lambda name, n: name == n or name.startswith(n + "_")
-  unknown = [n for n in names or () if not any(matches(name, n) for name in params)]
-  if unknown:  # e.g. a name from before a rename (lm_head_DV): it would silently stay frozen
-    raise ValueError(f"trainable={trainable!r}: {unknown} match no parameter; top-level names "
-                     f"are {sorted(params)}")
   train, frozen = {}, {}
   for name, value in params.items():
     is_int = all(jnp.issubdtype(x.dtype, jnp.integer) for x in jax.tree.leaves(value))
@@ -79,6 +75,10 @@ def split_params(params, trainable="all"):
   if not train:
     raise ValueError(f"trainable={trainable!r} selects no parameters; top-level names are "
                      f"{sorted(params)}")
+  unknown = [n for n in names or () if not any(matches(name, n) for name in params)]
+  if unknown:  # e.g. a name from before a rename (lm_head_DV): it would silently stay frozen
+    raise ValueError(f"trainable={trainable!r}: {unknown} match no parameter; top-level names "
+                     f"are {sorted(params)}")
   return train, frozen
 
 
