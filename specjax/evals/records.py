@@ -8,6 +8,8 @@ import json
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 
 def _key(items) -> tuple:
   return tuple(tuple(x) for x in items)
@@ -40,7 +42,7 @@ class Records:
 
 def record(method: str, items, out, seconds: float, texts: bool = True) -> dict:
   """The record of one timed call: its lengths, acceptance histogram, target calls (and texts)."""
-  r = dict(method=method, items=items, seconds=seconds, lengths=[int(x) for x in out.lengths],
+  r = dict(method=method, items=items, seconds=seconds, lengths=np.asarray(out.lengths).tolist(),
            histogram=out.stats.accepted_histogram.tolist(),
            target_calls=int(out.stats.target_calls))
   return dict(r, texts=out.texts) if texts else r

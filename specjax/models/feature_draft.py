@@ -28,9 +28,8 @@ from specjax import sharding
 from specjax.kernels import cpu_matmul
 from specjax.models.config import ModelConfig
 from specjax.models.kv_cache import KVCache, init_cache
-from specjax.models.transformer import Block, RMSNorm, logical_param
-
-_ACT_AXES = ("batch", None, "embed")
+from specjax.models.transformer import (ACT_AXES, Block, RMSNorm, logical_param,
+                                        scatter_sub_vocab)
 
 
 class FeatureDraftNet(nn.Module):
@@ -65,19 +64,18 @@ class FeatureDraftNet(nn.Module):
 
   def __call__(self, tokens_BT, feature_BTD, cache: KVCache):
     c = self.config
-    B, T = tokens_BT.shape
+    T = tokens_BT.shape[1]
     positions_BT = cache.length_B[:, None] + jnp.arange(T, dtype=jnp.int32)
     e_BTD = self.embed_norm(jnp.take(self.embedding_VD, tokens_BT, axis=0))
     f_BTD = self.feature_norm(feature_BTD.astype(c.jnp_dtype))
     x_BTD = cpu_matmul.dense(jnp.concatenate([e_BTD, f_BTD], axis=-1), self.in_proj_ED,
                              mode=c.matmul)
-    x_BTD = sharding.constrain(x_BTD, _ACT_AXES)
+    x_BTD = sharding.constrain(x_BTD, ACT_AXES)
     h_BTD, (k, v) = self.layers_0(x_BTD, positions_BT, (cache.k[0], cache.v[0]))
     logits_BTU = cpu_matmul.dense(self.final_norm(h_BTD), self.lm_head_DU, mode=c.matmul,
                                   out_dtype=jnp.float32).astype(jnp.float32)
-    if c.sub_vocab:  # scatter into the full vocab; -inf: q = 0 there
-      logits_BTU = jnp.full((B, T, c.vocab_size), -jnp.inf, jnp.float32).at[
-          :, :, self.vocab_ids_U].set(logits_BTU, mode="promise_in_bounds")
+    if c.sub_vocab:
+      logits_BTU = scatter_sub_vocab(logits_BTU, self.vocab_ids_U, c.vocab_size)
     cache = KVCache(k=(k,), v=(v,), length_B=cache.length_B + T)
     return logits_BTU, h_BTD, cache
 

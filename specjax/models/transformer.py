@@ -25,7 +25,7 @@ from specjax.models.config import ModelConfig
 from specjax.models.kv_cache import KVCache
 
 
-_ACT_AXES = ("batch", None, "embed")  # the residual stream [B, T, D]
+ACT_AXES = ("batch", None, "embed")  # the residual stream [B, T, D]
 
 
 def logical_param(module, name, axes, shape, init, dtype):
@@ -36,6 +36,12 @@ def sub_vocab_index(ids_U, vocab_size: int, outside: int):
   """[V] int32: each id's position in a sub-vocab head's `ids_U`, `outside` for the rest."""
   U = ids_U.shape[0]
   return jnp.full((vocab_size,), outside, jnp.int32).at[ids_U].set(jnp.arange(U, dtype=jnp.int32))
+
+
+def scatter_sub_vocab(logits_BTU, ids_U, vocab_size: int):
+  """A sub-vocab head's [B, T, U] logits into the full vocab: -inf elsewhere, so q = 0 there."""
+  return jnp.full(logits_BTU.shape[:2] + (vocab_size,), -jnp.inf, jnp.float32).at[
+      :, :, ids_U].set(logits_BTU, mode="promise_in_bounds")
 
 
 class RMSNorm(nn.Module):
@@ -214,12 +220,12 @@ class Transformer(nn.Module):
     rows_BT = tokens_BT
     if c.sub_vocab and c.tie_embeddings:
       rows_BT = sub_vocab_index(ids_U, V, outside=U)[tokens_BT]
-    x_BTD = sharding.constrain(jnp.take(embedding_VD, rows_BT, axis=0), _ACT_AXES)
+    x_BTD = sharding.constrain(jnp.take(embedding_VD, rows_BT, axis=0), ACT_AXES)
     ks, vs, hidden = [], [], {}
     for i in range(c.num_layers):
       kv = None if cache is None else (cache.k[i], cache.v[i])
       x_BTD, new_kv = Block(c, name=f"layers_{i}")(x_BTD, positions_BT, kv)
-      x_BTD = sharding.constrain(x_BTD, _ACT_AXES)
+      x_BTD = sharding.constrain(x_BTD, ACT_AXES)
       if i in hidden_layers:
         hidden[i] = x_BTD
       if new_kv is not None:
@@ -239,9 +245,8 @@ class Transformer(nn.Module):
       head_DU = logical_param(self, "lm_head_DU", ("embed", "vocab"), (c.d_model, U), init, dt)
       logits_BTU = cpu_matmul.dense(x_BTD, head_DU, mode=c.matmul, out_dtype=jnp.float32)
     logits_BTU = logits_BTU.astype(jnp.float32)
-    if c.sub_vocab and not head_logits:  # scatter into the full vocab; -inf: q = 0 there
-      logits_BTU = jnp.full(logits_BTU.shape[:2] + (V,), -jnp.inf, jnp.float32).at[
-          :, :, ids_U].set(logits_BTU, mode="promise_in_bounds")
+    if c.sub_vocab and not head_logits:
+      logits_BTU = scatter_sub_vocab(logits_BTU, ids_U, V)
     logits_BTV = sharding.constrain(logits_BTU, ("batch", None, "vocab"))
     if cache is not None:
       cache = sharding.constrain_cache(

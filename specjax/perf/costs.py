@@ -68,16 +68,14 @@ def _proposal_seconds(drafter, k: int, context: int, calls: int = 8, repeats: in
   layers = tuple(drafter.feature_layers)
   D = drafter.config.d_model
 
-  def features(T):
-    return Features(jnp.zeros((1, T, len(layers), D), drafter.config.jnp_dtype),
-                    jnp.full((1,), context - 1, jnp.int32)) if layers else None
+  def features(T, start):  # zero features of the right shape (a drafter that reads them)
+    return {"features": Features(jnp.zeros((1, T, len(layers), D), drafter.config.jnp_dtype),
+                                 jnp.full((1,), start, jnp.int32))} if layers else {}
 
   capacity = context + k + 64
   prompt = jnp.ones((1, context), jnp.int32)
   n_B = jnp.full((1,), context, jnp.int32)
-  feats = features(context)
-  state = drafter.init(prompt, n_B, capacity, **({"features": Features(
-      feats.hidden_BTLD, jnp.zeros((1,), jnp.int32))} if layers else {}))
+  state = drafter.init(prompt, n_B, capacity, **features(context, 0))
   seq = jnp.ones((1, capacity), jnp.int32)
 
   @jax.jit
@@ -85,7 +83,7 @@ def _proposal_seconds(drafter, k: int, context: int, calls: int = 8, repeats: in
     def body(i, carry):
       state, acc = carry
       toks, q, state = drafter.propose(state, seq, n_B, k, Sampling(0.0), jax.random.key(0))
-      state = drafter.commit(state, n_B, **({"features": features(k + 1)} if layers else {}))
+      state = drafter.commit(state, n_B, **features(k + 1, context - 1))
       return state, acc + toks[0, 0] + q[0, 0, 0]
     return jax.lax.fori_loop(0, calls, body, (state, jnp.zeros((), jnp.float32)))[1]
 
