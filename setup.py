@@ -24,6 +24,7 @@ setup(
         "safetensors>=0.4,<1",
         "tensorboardX>=2.6,<3",
         "tqdm>=4.66,<5",
+        "grain>=0.2.18,<0.3",  # reply shards read back (specjax/training/replies.py)
     ],
     extras_require={
         "dev": ["pytest>=8,<10", "scipy>=1.11,<2", "tensorboard>=2.16,<3"],

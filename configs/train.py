@@ -6,6 +6,12 @@
   smollm2_small     SmolLM2-135M draft: 4 layers x 256, 8k-id head, distilled (tvd)
   smollm2_small_lm  the same draft trained without distillation (cross-entropy)
   smollm2_adapter   SmolLM2's first 4 layers + a trained adapter, 8k-id head, distilled
+  smollm2_eagle     a feature draft (EAGLE-3 style: layers 1, 15, 28 fused, one decoder layer,
+                    8k-id head) trained with training-time test on SmolLM2's own replies
+                    (--config.data.replies=DIR of experiments/make_replies.py)
+  smollm2_eagle_top the same reading only the top layer (ablation)
+  smollm2_small_replies  the small draft distilled on the same replies (ablation)
+  tiny_feature      a feature draft of the tiny random target on random tokens (tests)
 
 Every field can be overridden: --config.distill.divergence=jsd --config.data.mixture=...
 """
@@ -13,10 +19,14 @@ import ml_collections
 
 from configs.common import sampling
 
+# A feature draft trains everything but the target's embedding, which it shares.
+FEATURE_TRAINABLE = "fuse,embed_norm,feature_norm,in_proj,layers,final_norm,lm_head"
+
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   cfg = ml_collections.ConfigDict()
-  cfg.mode = "distill"            # "distill" (draft <- target) or "lm" (cross-entropy)
+  cfg.mode = "distill"            # "distill" (draft <- target), "lm" (cross-entropy) or
+                                  # "feature" (a feature draft, training-time test)
   cfg.seed = 0
   cfg.dtype = "float32"
   # The target: anything `sj.load` takes, or random:<configs/model.py preset>.
@@ -26,7 +36,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   # first `layers` layers + adapter), or "preset" (configs/model.py preset, for lm mode).
   cfg.draft = ml_collections.ConfigDict(dict(
       kind="small", preset="", layers=1, d_model=64, num_heads=4, num_kv_heads=2, head_dim=16,
-      d_ff=128, adapter_dim=0, sub_vocab=0, path=""))  # path: kind "load" (a saved draft)
+      d_ff=128, adapter_dim=0, sub_vocab=0, path="",  # path: kind "load" (a saved draft)
+      feature_layers=()))  # kind "feature": target layers read (() = a low, middle, high one)
+  # Training-time test (mode "feature"): runs unrolled, and run j's weight decay**(j - 1).
+  cfg.ttt = ml_collections.ConfigDict(dict(steps=3, decay=0.8))
   cfg.trainable = "all"           # or e.g. "adapter,adapter_norm" for a self-draft
   # `sampling` warps both sides of the divergence and the target's on-policy generations.
   cfg.distill = ml_collections.ConfigDict(dict(divergence="tvd", beta=0.5, sampling=sampling()))
@@ -34,7 +47,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   # mixture of corpus / target-generated / draft-generated (on-policy) sequences.
   cfg.data = ml_collections.ConfigDict(dict(
       sources="random", seq_len=32, batch_size=8, limit_bytes=0, mixture="corpus:1",
-      prefix_len=8, heldout_fraction=0.02))
+      prefix_len=8, heldout_fraction=0.02, replies=""))  # replies: sources "replies" (a dir)
   cfg.optim = ml_collections.ConfigDict(dict(
       learning_rate=3e-3, warmup_steps=5, weight_decay=0.0, clip_norm=1.0))
   cfg.steps = 20
@@ -47,6 +60,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
 
   if arg == "tiny":
     pass
+  elif arg == "tiny_feature":
+    cfg.mode = "feature"
+    cfg.draft.update(kind="feature", d_ff=0)
+    cfg.trainable = FEATURE_TRAINABLE
   elif arg == "tiny_lm":
     cfg.mode = "lm"
     cfg.draft.kind = "preset"
@@ -76,6 +93,21 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     elif arg == "smollm2_small_lm":
       cfg.mode = "lm"
       cfg.draft.update(small)
+    elif arg.startswith("smollm2_eagle") or arg == "smollm2_small_replies":
+      cfg.data.update(sources="replies", seq_len=512, batch_size=4)
+      cfg.eval.update(every=100, prompts=8, prompt_len=384, new_tokens=64)
+      cfg.optim.update(learning_rate=1e-3, warmup_steps=50, weight_decay=0.0)
+      cfg.steps = 1000
+      if arg == "smollm2_small_replies":
+        cfg.draft.update(small)
+      else:
+        cfg.mode = "feature"
+        cfg.draft.update(kind="feature", d_ff=1536, sub_vocab=8192)
+        cfg.trainable = FEATURE_TRAINABLE
+        if arg == "smollm2_eagle_top":
+          cfg.draft.feature_layers = (29,)
+        elif arg != "smollm2_eagle":
+          raise ValueError(f"unknown preset {arg!r}")
     elif arg == "smollm2_adapter":
       cfg.draft.update(kind="self", layers=4, adapter_dim=1024, sub_vocab=8192)
       cfg.trainable = "adapter,adapter_norm,lm_head_DU"

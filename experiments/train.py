@@ -1,8 +1,11 @@
-"""Train a model from scratch, or distil a draft from a target; resumable in --workdir.
+"""Train a model from scratch, distil a draft from a target, or train a feature draft
+(EAGLE-3 style, training-time test) on the target's own replies; resumable in --workdir.
 
   python -m experiments.train --config=configs/train.py:tiny --workdir=/tmp/run
   python -m experiments.train --config=configs/train.py:smollm2_small --workdir=runs/small \
       --config.distill.divergence=jsd --config.data.mixture=corpus:1,target:1
+  python -m experiments.train --config=configs/train.py:smollm2_eagle --workdir=runs/eagle \
+      --config.data.replies=runs/replies_smollm2     (make_replies.py writes the replies)
 
 Re-running with the same --workdir resumes the run; a workdir holding a run of a
 different config is refused. SIGTERM (a preempted TPU VM) saves and exits.
@@ -17,7 +20,8 @@ from configs import model as model_configs
 from experiments import common
 from specjax import training
 from specjax.models import drafts
-from specjax.training import data, loop
+from specjax.training import data, loop, replies
+from specjax.training.ttt import TTTConfig
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (resumed when it holds this run)")
 
@@ -33,64 +37,100 @@ def parse_mixture(text: str):
   return tuple(pairs)
 
 
-def build(cfg):
-  """(target, model to train, batches, eval prompts); every config error raises here."""
-  mixture = parse_mixture(cfg.data.mixture)
-  loop.check_mixture(mixture, cfg.mode)
-  sampling = common.sampling(cfg.distill.sampling)
-  common.sampling(cfg.eval.sampling)  # raises on a bad one
+def _check_mode(cfg):
   if cfg.mode == "distill":
-    training.losses.check_divergence(cfg.distill.divergence, sampling, cfg.distill.beta)
-  elif cfg.mode != "lm":
-    raise ValueError(f"mode must be 'distill' or 'lm', got {cfg.mode!r}")
-  target = common.build_model(cfg.target, cfg.dtype, cfg.target_seed) if cfg.target else None
-  if target is None and cfg.mode == "distill":
-    raise ValueError("mode 'distill' needs config.target")
-  V = target.config.vocab_size if target else None
-  rng = np.random.default_rng(cfg.seed)
-  vocab = V or model_configs.get_config(cfg.draft.preset).vocab_size
+    training.losses.check_divergence(cfg.distill.divergence, common.sampling(cfg.distill.sampling),
+                                     cfg.distill.beta)
+  elif cfg.mode not in loop.MODES:
+    raise ValueError(f"mode must be one of {loop.MODES}, got {cfg.mode!r}")
+  if cfg.mode == "feature" and cfg.draft.kind != "feature":
+    raise ValueError(f"mode 'feature' trains draft.kind 'feature', got {cfg.draft.kind!r}")
+  if cfg.draft.kind == "feature" and cfg.mode != "feature":
+    raise ValueError(f"draft.kind 'feature' is trained by mode 'feature', not {cfg.mode!r}")
+  if cfg.mode in ("distill", "feature") and not cfg.target:
+    raise ValueError(f"mode {cfg.mode!r} needs config.target")
+
+
+def _data(cfg, target, rng):
+  """(train rows or reply examples' batches, eval prompts, token stream, vocab size)."""
   if cfg.data.sources == "random":  # random-token rows: tiny models and tests
+    vocab = target.config.vocab_size if target else \
+        model_configs.get_config(cfg.draft.preset).vocab_size
     rows = rng.integers(0, vocab, (512, cfg.data.seq_len)).astype(np.int32)
-    train_NT, prompts = rows, {"random": rng.integers(0, vocab, (cfg.eval.prompts,
-                                                                   cfg.eval.prompt_len)).tolist()}
-  else:  # real text needs a tokenizer: the target's, else SmolLM2's (scratch models)
-    base = target if target is not None and target.tokenizer else sj.load("smollm2-135m")
-    tok = base.tokenizer
-    corpus = data.build_corpus(cfg.data.sources.split(","), tok, cfg.data.seq_len, base.eos_id,
-                               limit_bytes=cfg.data.limit_bytes or None,
-                               heldout_fraction=cfg.data.heldout_fraction)
-    train_NT, prompts, vocab = corpus.train_NT, {}, tok.vocab_size
-    for name, source in (("code", "code"), ("prose", "prose")):
-      docs = [d for d in corpus.heldout_docs if d.source == source]
-      if docs:
-        prompts[name] = data.heldout_prompts(docs, tok, cfg.eval.prompts, cfg.eval.prompt_len)
-  batches = data.Batches(train_NT, cfg.data.batch_size, cfg.seed)
+    prompts = {"random": rng.integers(0, vocab, (cfg.eval.prompts, cfg.eval.prompt_len)).tolist()}
+    return data.Batches(rows, cfg.data.batch_size, cfg.seed), prompts, rows, vocab
+  base = target if target is not None and target.tokenizer else sj.load("smollm2-135m")
+  tok = base.tokenizer
+  if cfg.data.sources == "replies":  # the target's own replies (experiments/make_replies.py)
+    examples = replies.load_examples(cfg.data.replies)
+    batches = replies.ReplyBatches(examples, cfg.data.seq_len, cfg.data.batch_size, cfg.seed)
+    prompts = replies.heldout_prompts(cfg.data.replies, tok, cfg.eval.prompts,
+                                      cfg.eval.prompt_len)
+    stream = np.concatenate([e.tokens[e.prompt_len:] for e in examples])
+    return batches, prompts, stream, tok.vocab_size
+  # real text needs a tokenizer: the target's, else SmolLM2's (scratch models)
+  corpus = data.build_corpus(cfg.data.sources.split(","), tok, cfg.data.seq_len, base.eos_id,
+                             limit_bytes=cfg.data.limit_bytes or None,
+                             heldout_fraction=cfg.data.heldout_fraction)
+  prompts = {}
+  for name in ("code", "prose"):
+    docs = [d for d in corpus.heldout_docs if d.source == name]
+    if docs:
+      prompts[name] = data.heldout_prompts(docs, tok, cfg.eval.prompts, cfg.eval.prompt_len)
+  return (data.Batches(corpus.train_NT, cfg.data.batch_size, cfg.seed), prompts, corpus.train_NT,
+          tok.vocab_size)
+
+
+def _draft(cfg, target, vocab, ids, key):
   d = cfg.draft
-  ids = None
-  if d.sub_vocab:
-    ids = drafts.frequent_ids(train_NT, V, d.sub_vocab,
-                              always=[target.eos_id] if target.eos_id is not None else [])
-  key = jax.random.key(cfg.seed)
   if d.kind == "small":
-    model = drafts.small_draft(target, key, d_model=d.d_model, num_layers=d.layers,
-                               num_heads=d.num_heads, num_kv_heads=d.num_kv_heads,
-                               head_dim=d.head_dim, d_ff=d.d_ff, vocab_ids=ids)
-  elif d.kind == "self":
-    model = drafts.adapted_self_draft(target, d.layers, key, d.adapter_dim, ids)
-  elif d.kind == "preset":  # a configs/model.py shape, with the data's vocab
+    return drafts.small_draft(target, key, d_model=d.d_model, num_layers=d.layers,
+                              num_heads=d.num_heads, num_kv_heads=d.num_kv_heads,
+                              head_dim=d.head_dim, d_ff=d.d_ff, vocab_ids=ids)
+  if d.kind == "self":
+    return drafts.adapted_self_draft(target, d.layers, key, d.adapter_dim, ids)
+  if d.kind == "feature":
+    return sj.feature_draft(target, key, feature_layers=tuple(d.feature_layers) or None,
+                            vocab_ids=ids, d_ff=d.d_ff or None)
+  if d.kind == "preset":  # a configs/model.py shape, with the data's vocab
     mc = sj.ModelConfig.from_dict(model_configs.get_config(d.preset)).replace(
         vocab_size=vocab, dtype=cfg.dtype)
-    model = sj.init_model(mc, key, name=d.preset)
-  elif d.kind == "load":  # continue training a saved draft
-    model = sj.load(d.path, cfg.dtype)
-  else:
-    raise ValueError(f"draft.kind must be small, self, preset or load, got {d.kind!r}")
+    return sj.init_model(mc, key, name=d.preset)
+  if d.kind == "load":  # continue training a saved draft
+    return sj.load(d.path, cfg.dtype)
+  raise ValueError(f"draft.kind must be small, self, feature, preset or load, got {d.kind!r}")
+
+
+def build(cfg):
+  """(target, model to train, batches, eval prompts, mixture); every config error raises
+  here."""
+  mixture = parse_mixture(cfg.data.mixture)
+  loop.check_mixture(mixture, cfg.mode)
+  common.sampling(cfg.distill.sampling)  # raises on a bad one
+  common.sampling(cfg.eval.sampling)
+  _check_mode(cfg)
+  if cfg.mode == "feature":
+    ttt_config(cfg)
+  target = common.build_model(cfg.target, cfg.dtype, cfg.target_seed) if cfg.target else None
+  V = target.config.vocab_size if target else None
+  rng = np.random.default_rng(cfg.seed)
+  batches, prompts, stream, vocab = _data(cfg, target, rng)
+  ids = None
+  if cfg.draft.sub_vocab:
+    ids = drafts.frequent_ids(stream, V, cfg.draft.sub_vocab,
+                              always=[target.eos_id] if target.eos_id is not None else [])
+  model = _draft(cfg, target, vocab, ids, jax.random.key(cfg.seed))
   if target is not None and model.config.vocab_size != target.config.vocab_size:
     raise ValueError(f"draft vocab ({model.config.vocab_size}) != target vocab "
                      f"({target.config.vocab_size}): the accept rule compares ids")
-  if target is not None:
+  if target is not None and isinstance(model, sj.Model):
     model = model.replace(tokenizer=target.tokenizer, eos_id=target.eos_id)
   return target, model, batches, prompts, mixture
+
+
+def ttt_config(cfg) -> TTTConfig:
+  return TTTConfig(cfg.ttt.steps, cfg.ttt.decay,
+                                common.sampling(cfg.distill.sampling))
 
 
 def loop_config(cfg, mixture) -> loop.LoopConfig:
@@ -112,7 +152,8 @@ def run(cfg, workdir: str, **kw) -> dict:
                                    cfg.distill.beta)
   return loop.train(workdir, cfg.to_dict(), loop_cfg, model, batches, target=target,
                     distill=distill if cfg.mode == "distill" else None, optim=optim,
-                    eval_prompts=prompts if target is not None else None, **kw)
+                    eval_prompts=prompts if target is not None else None,
+                    ttt_config=ttt_config(cfg) if cfg.mode == "feature" else None, **kw)
 
 
 def main(cfg):

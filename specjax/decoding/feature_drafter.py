@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from specjax.decoding.drafters import Features
+from specjax import sharding
+from specjax.decoding.drafters import Features, model_drafter
 from specjax.decoding.sampling import Sampling, sample, warp
 from specjax.models.config import ModelConfig
 from specjax.models.feature_draft import check_config, feature_forward, fuse, init_feature_params
@@ -53,15 +54,42 @@ def _gather(buf_BS, pos_BT):
 class FeatureDrafter:
   """A feature draft as a `Drafter`: `sj.feature_draft(target, ...)` builds one."""
   params: Any
-  config: ModelConfig = struct.field(pytree_node=False)
-  feature_layers: Tuple[int, ...] = struct.field(pytree_node=False)
+  config: ModelConfig = struct.field(pytree_node=False)  # its feature_layers: the ones read
   name: str = struct.field(pytree_node=False, default="feature_draft")
+  placement: Optional[sharding.Placement] = struct.field(pytree_node=False, default=None)
+
+  @property
+  def feature_layers(self) -> Tuple[int, ...]:
+    return self.config.feature_layers
 
   @property
   def vocab_size(self) -> int:
     return self.config.vocab_size
 
+  @classmethod
+  def from_model(cls, model: Model) -> "FeatureDrafter":
+    """A feature draft loaded as a `Model` (`sj.load("smollm2-135m-eagle")`) as a drafter."""
+    check_config(model.config)
+    return cls(params=model.params, config=model.config, name=model.name)
+
+  def as_model(self, target: Model) -> Model:
+    """This draft as a `Model` (to save it: `sj.save`), with the target's tokenizer."""
+    return Model(config=self.config, params=self.params, tokenizer=target.tokenizer,
+                 eos_id=target.eos_id, name=self.name)
+
   def init(self, prompt_BT, prompt_len_B, capacity, features: Optional[Features] = None):
+    with sharding.active(self.placement):
+      return self._init(prompt_BT, prompt_len_B, capacity, features)
+
+  def propose(self, state: FeatureState, seq_BS, n_B, k: int, sampling: Sampling, key):
+    with sharding.active(self.placement):
+      return self._propose(state, seq_BS, n_B, k, sampling, key)
+
+  def commit(self, state: FeatureState, n_B, features: Optional[Features] = None):
+    with sharding.active(self.placement):
+      return self._commit(state, n_B, features)
+
+  def _init(self, prompt_BT, prompt_len_B, capacity, features: Features):
     B, T = prompt_BT.shape
     feature_BTD = fuse(self.params, self.config, features.hidden_BTLD)
     feature_BSD = jnp.zeros((B, capacity, self.config.d_model), feature_BTD.dtype)
@@ -73,7 +101,7 @@ class FeatureDrafter:
     return FeatureState(cache=cache.rollback(jnp.maximum(prompt_len_B - 2, 0)),
                         feature_BSD=feature_BSD, drafts_BS=jnp.zeros((B, capacity), jnp.int32))
 
-  def propose(self, state: FeatureState, seq_BS, n_B, k: int, sampling: Sampling, key):
+  def _propose(self, state: FeatureState, seq_BS, n_B, k: int, sampling: Sampling, key):
     pos_B = jnp.maximum(n_B - 2, 0)
     tok_B = jnp.take_along_axis(seq_BS, (n_B - 1)[:, None], axis=1)[:, 0]
     feat_BD = jnp.where((n_B >= 2)[:, None], _gather(state.feature_BSD, pos_B[:, None])[:, 0],
@@ -93,7 +121,7 @@ class FeatureDrafter:
     drafts_BS = _write(state.drafts_BS, tokens_BG, n_B)
     return tokens_BG, q_BGV, state.replace(cache=cache, drafts_BS=drafts_BS)
 
-  def commit(self, state: FeatureState, n_B, features: Optional[Features] = None):
+  def _commit(self, state: FeatureState, n_B, features: Features):
     start_B = features.start_B  # the last token committed before the verification
     feature_BGD = fuse(self.params, self.config, features.hidden_BTLD)  # [B, k + 1, D]
     feature_BSD = _write(state.feature_BSD, feature_BGD, start_B)
@@ -107,6 +135,13 @@ class FeatureDrafter:
 
   def calls_per_proposal(self, k: int) -> int:
     return k + 1  # k one-token steps, and the k-token rewrite of the accepted pairs
+
+
+def drafter_of(model: Model):
+  """The drafter a `Model` runs as: a `FeatureDrafter` when it is a feature draft (its config
+  names `feature_layers`, e.g. `sj.load("smollm2-135m-eagle")`), else a `ModelDrafter`."""
+  return FeatureDrafter.from_model(model) if model.config.feature_layers else \
+      model_drafter(model)
 
 
 def default_feature_layers(num_layers: int) -> Tuple[int, ...]:
@@ -135,8 +170,7 @@ def feature_draft(target: Model, key: jax.Array, feature_layers: Optional[Sequen
     raise ValueError(f"vocab_ids: want 1..{tc.vocab_size - 1} distinct ids in "
                      f"[0, {tc.vocab_size}), got {U} ids")
   config = tc.replace(num_layers=1, sub_vocab=U, adapter_dim=0, tie_embeddings=False,
-                      d_ff=d_ff or tc.d_ff)
-  check_config(config)
-  params = init_feature_params(config, len(layers), key,
-                               embedding_VD=target.params["embedding_VD"], vocab_ids_U=vocab_ids)
-  return FeatureDrafter(params=params, config=config, feature_layers=layers, name=name)
+                      d_ff=d_ff or tc.d_ff, feature_layers=layers)
+  params = init_feature_params(config, key, embedding_VD=target.params["embedding_VD"],
+                               vocab_ids_U=vocab_ids)
+  return FeatureDrafter(params=params, config=config, name=name)

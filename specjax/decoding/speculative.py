@@ -28,8 +28,8 @@ import jax.numpy as jnp
 from specjax import sharding
 from specjax.decoding import engine, inputs
 from specjax.decoding.engine import GenerateOutput, Options
-from specjax.decoding.drafters import (Drafter, Features, ModelDrafter, PromptLookup, build_drafter,
-                                      model_drafter)
+from specjax.decoding.drafters import Drafter, Features, ModelDrafter, PromptLookup, build_drafter
+from specjax.decoding.feature_drafter import FeatureDrafter, drafter_of
 from specjax.decoding.sampling import Sampling, sample, warp
 from specjax.models.kv_cache import init_cache
 from specjax.models.model import Model, param_logical_axes
@@ -110,22 +110,32 @@ def _spec_generate_traced(target_params, drafter, prompt_BT, prompt_len_B, key, 
 _spec_generate_jit = jax.jit(_spec_generate, static_argnames="opts")
 
 
+def _check_features(draft: FeatureDrafter, target: Model) -> None:
+  """A feature draft reads layers the target has, of the target's width."""
+  check_hidden_layers(target.config, draft.feature_layers)
+  if draft.config.d_model != target.config.d_model:
+    raise ValueError(f"feature draft {draft.name!r} has width {draft.config.d_model}, the target "
+                     f"{target.name!r} {target.config.d_model}: it reads the target's features")
+
+
 def _as_drafter(draft, target: Model, placement=None):
   """(the drafter the loop runs, the longest sequence it allows or None)."""
   draft = build_drafter(draft, target)
   if isinstance(draft, Model):
-    draft = model_drafter(draft)
-  if isinstance(draft, ModelDrafter):
+    draft = drafter_of(draft)
+  if isinstance(draft, (ModelDrafter, FeatureDrafter)):
     if draft.config.vocab_size != target.config.vocab_size:
       raise ValueError(f"draft and target vocab sizes differ: draft {draft.name!r} has "
                        f"{draft.config.vocab_size}, target {target.name!r} has "
                        f"{target.config.vocab_size}")
+    if isinstance(draft, FeatureDrafter):
+      _check_features(draft, target)
     if not sharding.kernel_allowed(placement):
       draft = draft.replace(config=draft.config.replace(matmul="xla"))
     if placement is not None:
       draft = draft.replace(params=sharding.place_params(
           draft.params, param_logical_axes(draft.config), placement), placement=placement)
-    return draft, draft.config.max_len
+    return draft, (None if isinstance(draft, FeatureDrafter) else draft.config.max_len)
   if isinstance(draft, PromptLookup):
     return draft.replace(vocab_size=target.config.vocab_size), None
   if isinstance(draft, Drafter):  # any other implementation of the protocol, as it is

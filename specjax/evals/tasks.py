@@ -49,7 +49,7 @@ def _strip_special(text: str, tokenizer: Tokenizer) -> str:
 SUMMARY_QUESTION = "In one sentence, what does this paper propose?"
 
 
-def _summary_turn(row: dict) -> str:
+def summary_turn(row: dict) -> str:
   return f"{SUMMARY_QUESTION}\n\nTitle: {row['title']}\n\n{datasets.aclsum_abstract(row)}"
 
 
@@ -64,10 +64,10 @@ def summarization(tokenizer: Tokenizer, num_examples: int, shots: int = 1,
   shot_rows = sorted(train, key=lambda r: len(datasets.aclsum_abstract(r)))[:shots]  # short shots
   messages = []
   for r in shot_rows:
-    messages += [dict(role="user", content=_summary_turn(r)),
+    messages += [dict(role="user", content=summary_turn(r)),
                  dict(role="assistant", content=r["summary"]["approach"])]
   examples = tuple(
-      Example(r["id"], chat_prompt(messages + [dict(role="user", content=_summary_turn(r))],
+      Example(r["id"], chat_prompt(messages + [dict(role="user", content=summary_turn(r))],
                                    system=None), (r["summary"]["approach"],))
       for r in rows[:num_examples])
 

@@ -1,6 +1,6 @@
 """ModelConfig: the frozen description of a Llama-family decoder."""
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Mapping, Tuple
 
 import jax.numpy as jnp
 
@@ -45,8 +45,12 @@ class ModelConfig:
   # specjax's FFI kernel when it is built (specjax/kernels/cpu_matmul.py); "xla" keeps
   # XLA's dot everywhere. GPU/TPU lowering uses XLA's dot either way.
   matmul: str = "auto"
+  # A feature draft (EAGLE-3 style, models/feature_draft.py): the target layers whose
+  # residual streams it reads; () = an ordinary decoder. Such a config has num_layers 1.
+  feature_layers: Tuple[int, ...] = ()
 
   def __post_init__(self):
+    object.__setattr__(self, "feature_layers", tuple(int(i) for i in self.feature_layers))
     for name in ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads",
                  "head_dim", "d_ff", "max_len"):
       if int(getattr(self, name)) < 1:

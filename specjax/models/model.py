@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from specjax.models.config import ModelConfig
+from specjax.models.feature_draft import feature_variables
 from specjax.models.transformer import Transformer
 
 
@@ -37,6 +38,8 @@ class Model:
 
 
 def _init_variables(config: ModelConfig, key):
+  if config.feature_layers:  # a feature draft: its own network
+    return feature_variables(config, key)
   tokens = jnp.zeros((1, 1), jnp.int32)
   return Transformer(config).init(key, tokens)
 

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from specjax.decoding.drafters import Features, ModelDrafter
+from specjax.decoding.feature_drafter import drafter_of
 from specjax.decoding.sampling import Sampling
 from specjax.models.kv_cache import init_cache
 from specjax.models.model import Model
@@ -57,7 +58,9 @@ def draft_seconds_per_token(drafter, k: int, context: int = 64) -> float:
   """
   if not (hasattr(drafter, "params") and hasattr(drafter, "config")):
     return 0.0
-  if isinstance(drafter, (Model, ModelDrafter)):
+  if isinstance(drafter, Model):
+    drafter = drafter_of(drafter)
+  if isinstance(drafter, ModelDrafter):
     return (seconds_per_call(drafter, 2, context)
             + (k - 1) * seconds_per_call(drafter, 1, context)) / k
   return _proposal_seconds(drafter, k, context) / k

@@ -7,6 +7,10 @@ from a saved iterator position and every random key is `fold_in(key, step)`,
 so a run killed and resumed from its last checkpoint reaches the same
 parameters as one that never stopped.
 
+Mode "feature" trains a feature draft (`sj.feature_draft`) with training-time test
+(training/ttt.py) on reply batches ({tokens_BT, mask_BT}: replies.ReplyBatches); its best
+draft is saved as a Model derived from the target (only what differs from it is stored).
+
 Distillation data sources (DistillConfig): "corpus" (the fixed corpus),
 "target" (sequence-level KD: the target continues a corpus prefix), "draft"
 (on-policy: the current draft continues it), mixed by `mixture` weights with
@@ -25,15 +29,17 @@ from specjax.decoding.autoregressive import generate
 from specjax.decoding.sampling import Sampling
 from specjax.decoding.speculative import speculative_generate
 from specjax.models.model import Model
-from specjax.training import metrics, resume, train_step
+from specjax.models.registry import REGISTRY
+from specjax.training import metrics, resume, train_step, ttt
 from specjax.workdir import Progress, claim_workdir, write_json
 
 SOURCES = ("corpus", "target", "draft")
+MODES = ("distill", "lm", "feature")
 
 
 @dataclasses.dataclass(frozen=True)
 class LoopConfig:
-  mode: str = "distill"           # "distill" or "lm" (cross-entropy, from scratch)
+  mode: str = "distill"           # "distill", "lm" (cross-entropy, from scratch) or "feature"
   steps: int = 100
   trainable: str = "all"          # see train_step.split_params
   mixture: Tuple[Tuple[str, float], ...] = (("corpus", 1.0),)
@@ -83,7 +89,7 @@ def train(workdir: str, run_config: dict, cfg: LoopConfig, draft: Model, batches
           target: Optional[Model] = None, distill: Optional[train_step.DistillConfig] = None,
           optim: train_step.OptimConfig = train_step.OptimConfig(),
           eval_prompts: Optional[Dict[str, Sequence[Sequence[int]]]] = None,
-          on_step: Optional[Callable[[int], None]] = None, verbose: bool = True) -> dict:
+          ttt_config: Optional[ttt.TTTConfig] = None, on_step: Optional[Callable[[int], None]] = None, verbose: bool = True) -> dict:
   """Trains `draft` (the model being trained) in `workdir`; resumes a run found there.
 
   Returns the summary (also written to WORKDIR/summary.json). On SIGTERM the
@@ -91,11 +97,19 @@ def train(workdir: str, run_config: dict, cfg: LoopConfig, draft: Model, batches
   summary["preempted"] = True.
   """
   check_mixture(cfg.mixture, cfg.mode)
+  if cfg.mode not in MODES:
+    raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
   if cfg.mode == "distill" and (target is None or distill is None):
     raise ValueError("mode 'distill' needs a target model and a DistillConfig")
+  if cfg.mode == "feature" and (target is None or ttt_config is None):
+    raise ValueError("mode 'feature' needs a target model and a TTTConfig")
   resumed = claim_workdir(workdir, run_config)
   optimizer = train_step.make_optimizer(optim)
   trainable, frozen = train_step.split_params(draft.params, cfg.trainable)
+  if cfg.mode == "feature" and "embedding_VD" in trainable:
+    raise ValueError(f"trainable={cfg.trainable!r} trains embedding_VD: a feature draft shares "
+                     "the target's embedding, which stays frozen (name the other groups: "
+                     f"{sorted(n for n in draft.params if n != 'embedding_VD')})")
   state = train_step.init_train_state(trainable, optimizer)
   key = jax.random.key(cfg.seed)
   ckpts = resume.RunCheckpoints(workdir, cfg.keep)
@@ -119,15 +133,19 @@ def train(workdir: str, run_config: dict, cfg: LoopConfig, draft: Model, batches
       if cfg.mode == "lm":
         state, m = train_step.lm_step_jit(state, tokens_BT, mask_BT, frozen,
                                           config=draft.config, optimizer=optimizer)
+      elif cfg.mode == "feature":
+        state, m = ttt.ttt_step_jit(state, target.params, tokens_BT, mask_BT, frozen,
+                                    config=draft.config, target_config=target.config,
+                                    optimizer=optimizer, ttt=ttt_config)
       else:
         state, m = train_step.distill_step_jit(
             state, target.params, tokens_BT, mask_BT, frozen, config=draft.config,
             target_config=target.config, optimizer=optimizer, distill=distill)
       step += 1
       tokens += int(np.prod(tokens_BT.shape))
-      last = dict(loss=float(m["loss"]), grad_norm=float(m["grad_norm"]),
-                  lr=float(schedule(step - 1)),
-                  tokens_per_s=tokens / (time.perf_counter() - t0))
+      last = dict({k: float(v) for k, v in m.items()}, lr=float(schedule(step - 1)),
+                  tokens_per_s=tokens / (time.perf_counter() - t0),
+                  tokens_seen=step * int(np.prod(tokens_BT.shape)))
       if step % cfg.log_every == 0 or step == cfg.steps:
         writer.scalars({f"train/{k}": v for k, v in last.items()}, step)
       if eval_prompts and target is not None and (step % cfg.eval_every == 0 or
@@ -137,7 +155,8 @@ def train(workdir: str, run_config: dict, cfg: LoopConfig, draft: Model, batches
         writer.scalars({f"eval/{k}": v for k, v in evals.items()}, step)
         if best is None or evals["acceptance"] > best:
           best = evals["acceptance"]
-          resume.save_best(workdir, model_of(state), dict(step=step, **evals))
+          resume.save_best(workdir, _saved(model_of(state), target), dict(step=step, **evals),
+                           base=_base(model_of(state), target))
       if step % cfg.ckpt_every == 0 or step == cfg.steps or stop["flag"]:
         ckpts.save(step, state, key, {"data": batches.state(), "best": best})
       if progress:
@@ -162,8 +181,25 @@ def train(workdir: str, run_config: dict, cfg: LoopConfig, draft: Model, batches
   return summary
 
 
+def _saved(draft, target: Optional[Model]) -> Model:
+  """What WORKDIR/best holds: the draft as a Model (a feature draft with the target's
+  tokenizer)."""
+  return draft.as_model(target) if hasattr(draft, "as_model") else draft
+
+
+def _base(draft, target: Optional[Model]):
+  """A feature draft shares the target's embedding: saved derived from the target when it
+  loads by name, so the copy is not stored."""
+  if hasattr(draft, "as_model") and target is not None and target.name in REGISTRY:
+    return (target.name, target)
+  return None
+
+
 def _batch(cfg: LoopConfig, step: int, rows_BT, target, draft, key):
-  """(tokens_BT, mask_BT) for this step: corpus rows, or a prefix continued by a model."""
+  """(tokens_BT, mask_BT) for this step: reply batches as they are; corpus rows, or a prefix
+  continued by a model."""
+  if isinstance(rows_BT, dict):  # replies.ReplyBatches: the target's replies, masked
+    return jnp.asarray(rows_BT["tokens_BT"]), jnp.asarray(rows_BT["mask_BT"])
   rows_BT = np.asarray(rows_BT)
   source = _source_at(cfg, step) if cfg.mode == "distill" else "corpus"
   if source == "corpus":

@@ -65,11 +65,12 @@ def best_acceptance(workdir: str) -> Optional[float]:
     return float(json.load(f)["acceptance"])
 
 
-def save_best(workdir: str, model: Model, record: Dict[str, Any]) -> None:
+def save_best(workdir: str, model: Model, record: Dict[str, Any],
+              base: Optional[Tuple[str, Model]] = None) -> None:
   """Replaces WORKDIR/best with `model` when record["acceptance"] beats the saved one.
 
   Written to a sibling directory first and swapped in, so a crash mid-save
-  leaves the previous best intact.
+  leaves the previous best intact. `base=(name, model)`: store only what differs from it.
   """
   old = best_acceptance(workdir)
   if old is not None and record["acceptance"] <= old:
@@ -77,7 +78,7 @@ def save_best(workdir: str, model: Model, record: Dict[str, Any]) -> None:
   best = os.path.join(workdir, "best")
   tmp = best + ".tmp"
   shutil.rmtree(tmp, ignore_errors=True)
-  save_checkpoint(model.replace(params=jax.tree.map(np.asarray, model.params)), tmp)
+  save_checkpoint(model.replace(params=jax.tree.map(np.asarray, model.params)), tmp, base=base)
   with open(os.path.join(tmp, BEST_FILE), "w") as f:
     json.dump(record, f, indent=2)
   if os.path.exists(best):

@@ -99,7 +99,7 @@ def lm_step(state: TrainState, tokens_BT, mask_BT, frozen=None, *, config: Model
       m = mask_BT & (tgt >= 0)
       tgt = jnp.maximum(tgt, 0)
     return losses.cross_entropy(logits, tgt, m)
-  return _apply(state, loss_fn, optimizer)
+  return apply_grads(state, loss_fn, optimizer)
 
 
 def distill_step(state: TrainState, target_params, tokens_BT, mask_BT, frozen=None, *,
@@ -113,14 +113,18 @@ def distill_step(state: TrainState, target_params, tokens_BT, mask_BT, frozen=No
     logits, _ = forward(params, config, tokens_BT, head_logits=True)
     return losses.distill_loss(distill.divergence, target_logits, logits, mask_BT,
                                distill.sampling, distill.beta, params.get("vocab_ids_U"))
-  return _apply(state, loss_fn, optimizer)
+  return apply_grads(state, loss_fn, optimizer)
 
 
-def _apply(state: TrainState, loss_fn, optimizer):
-  loss, grads = jax.value_and_grad(loss_fn)(state.params)
+def apply_grads(state: TrainState, loss_fn, optimizer):
+  """One optimizer step on `loss_fn(params) -> loss` or `-> (loss, {name: metric})`."""
+  def with_aux(params):
+    out = loss_fn(params)
+    return out if isinstance(out, tuple) else (out, {})
+  (loss, aux), grads = jax.value_and_grad(with_aux, has_aux=True)(state.params)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = dict(loss=loss, grad_norm=optax.tree.norm(grads))
+  metrics = dict(loss=loss, grad_norm=optax.tree.norm(grads), **aux)
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 

@@ -75,6 +75,12 @@ def test_a_workdir_of_another_run_is_refused_and_left_intact(tmp_path):
     ({"data.mixture": "corpus:1,teacher:1"}, "sources from"),
     ({"mode": "lm", "data.mixture": "target:1"}, "corpus only"),
     ({"draft.kind": "load", "draft.path": "VOCAB32"}, r"draft vocab \(32\) != target vocab"),
+    ({"mode": "feature"}, "mode 'feature' trains draft.kind 'feature'"),
+    ({"draft.kind": "feature"}, "draft.kind 'feature' is trained by mode 'feature'"),
+    ({"mode": "feature", "draft.kind": "feature", "ttt.steps": 0}, "ttt steps must be"),
+    ({"mode": "feature", "draft.kind": "feature", "draft.feature_layers": (7,)},
+     "hidden_layers"),
+    ({"data.sources": "replies", "data.replies": "/nonexistent"}, "no reply shards"),
 ])
 def test_bad_configs_fail_before_training(tmp_path, overrides, msg):
   if overrides.get("draft.path") == "VOCAB32":
@@ -86,6 +92,14 @@ def test_bad_configs_fail_before_training(tmp_path, overrides, msg):
   with pytest.raises(ValueError, match=msg):
     train_exp.run(cfg, str(tmp_path / "run"), verbose=False)
   assert not os.path.exists(tmp_path / "run")  # nothing written before the error
+
+
+def test_tiny_feature_preset_trains_a_loadable_feature_draft(tmp_path):
+  cfg = train_configs.get_config("tiny_feature")
+  cfg.update_from_flattened_dict({"steps": 2, "eval.every": 2, "ttt.steps": 2})
+  out = train_exp.run(cfg, str(tmp_path), verbose=False)
+  assert out["step"] == 2 and {"loss_2", "top1_2", "acceptance"} <= set(out)
+  assert sj.load(str(tmp_path / "best")).config.feature_layers
 
 
 def test_scratch_lm_preset_trains_on_real_code(tmp_path):
