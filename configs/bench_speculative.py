@@ -25,12 +25,24 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   cfg.repeats = 3            # timed repeats per round (median)
   cfg.rounds = 3             # alternating rounds of all timings (medians reported)
   cfg.out = ""               # optional JSON output path
+  # Held-out chat prompts of a replies workdir (experiments/make_replies.py) instead of `prompt`:
+  # up to heldout_prompts per group (code, text) of at most max_prompt_tokens, each at batch 1.
+  cfg.heldout_from = ""
+  cfg.heldout_prompts = 4
+  cfg.max_prompt_tokens = 384
+  cfg.pad_multiple = 128     # prompt widths compiled
 
   if arg == "tiny":
     pass
   elif arg == "smollm2":  # the real SmolLM2-135M-Instruct, offline from its pip package
     cfg.target = "smollm2-135m"
     cfg.drafts = ("self:8", "lookup:3")
+  elif arg == "smollm2_chat":  # the issue-19 goal measurement: held-out chat prompts, K = 4
+    cfg.target = "smollm2-135m"
+    cfg.drafts = ("smollm2-135m-eagle", "smollm2-135m-draft", "lookup:3")
+    cfg.heldout_from = "runs/replies_smollm2"
+    cfg.repeats = 1
   else:
-    raise ValueError(f"unknown bench_speculative preset {arg!r}; use tiny or smollm2")
+    raise ValueError(f"unknown bench_speculative preset {arg!r}; use tiny, smollm2 or "
+                     "smollm2_chat")
   return cfg

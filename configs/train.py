@@ -94,10 +94,13 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
       cfg.mode = "lm"
       cfg.draft.update(small)
     elif arg.startswith("smollm2_eagle") or arg == "smollm2_small_replies":
-      cfg.data.update(sources="replies", seq_len=512, batch_size=4)
-      cfg.eval.update(every=100, prompts=8, prompt_len=384, new_tokens=64)
-      cfg.optim.update(learning_rate=1e-3, warmup_steps=50, weight_decay=0.0)
-      cfg.steps = 1000
+      # A window: a reply and the end of its prompt (the target's features are recomputed on
+      # it); eval: held-out chat prompts (prompt_len: their longest).
+      cfg.data.update(sources="replies", seq_len=384, batch_size=4, replies="runs/replies_smollm2")
+      cfg.eval.update(every=60, prompts=6, prompt_len=384, new_tokens=64)
+      cfg.optim.update(learning_rate=1e-3, warmup_steps=20, weight_decay=0.0)
+      cfg.steps = 240
+      cfg.ckpt_every = 20
       if arg == "smollm2_small_replies":
         cfg.draft.update(small)
       else:

@@ -13,6 +13,10 @@ c and r (`specjax.perf.measure_costs`). Predicted speedup
 drafts after a rejection are never verified); also with the measured mean
 accepted length in place of the i.i.d. formula, which isolates the loop's own
 cost.
+
+`--config.heldout_from=DIR` (a make_replies workdir) runs `heldout_prompts` of its held-out
+chat prompts instead of the one `prompt`, each at batch 1, one after the other: ms/token and
+acceptance are over all of them (histograms summed), and greedy SpS must equal ArS on each.
 """
 import json
 
@@ -22,11 +26,13 @@ import numpy as np
 import specjax as sj
 from experiments import common
 from specjax import perf
+from specjax.training import replies
 
 
 def check_config(cfg) -> None:
   """Every config error, raised before a model loads."""
-  common.check_ints(cfg, k=1, new_tokens=1, repeats=1, rounds=1)
+  common.check_ints(cfg, k=1, new_tokens=1, repeats=1, rounds=1, heldout_prompts=1,
+                    max_prompt_tokens=1, pad_multiple=1)
   common.check_model(cfg, "target")
   common.check_names(cfg, "drafts", "drafters")
   common.check_sampling(cfg)
@@ -44,33 +50,47 @@ def _round(target, draft, k, context, repeats, run_ars, run_sps, n_ars, n_sps, a
               measured_over_predicted=(t_ars / t_sps) / from_len)
 
 
+def _prompts(cfg, target):
+  if cfg.heldout_from:  # held-out chat prompts of a replies workdir, code and text alike
+    if target.tokenizer is None:
+      raise ValueError("config.heldout_from needs a target with a tokenizer (a real model)")
+    groups = replies.heldout_prompts(cfg.heldout_from, target.tokenizer, cfg.heldout_prompts,
+                                     cfg.max_prompt_tokens)
+    return [p for g in groups.values() for p in g]
+  if target.tokenizer is not None and cfg.prompt:
+    return [target.tokenizer.encode(cfg.prompt)]
+  return [np.random.default_rng(0).integers(0, target.config.vocab_size, 24).tolist()]
+
+
 def main(cfg) -> None:
   check_config(cfg)
   target = common.build_model(cfg.target, cfg.dtype)
-  if target.tokenizer is not None and cfg.prompt:
-    prompt = target.tokenizer.encode(cfg.prompt)
-  else:
-    prompt = np.random.default_rng(0).integers(0, target.config.vocab_size, 24).tolist()
+  prompts = _prompts(cfg, target)
+  context = int(np.mean([len(p) for p in prompts]))
   sampling, k = common.sampling(cfg.sampling), cfg.k
   gen = dict(max_new_tokens=cfg.new_tokens, sampling=sampling, key=jax.random.key(0),
-             eos_id=None)
+             eos_id=None, pad_multiple=cfg.pad_multiple)  # a few prompt widths, few compiles
 
-  ars = sj.generate(target, [prompt], **gen)
-  n_ars = int(ars.lengths[0])
-  run_ars = lambda: sj.generate(target, [prompt], **gen).tokens.block_until_ready()
+  ars = [sj.generate(target, [p], **gen) for p in prompts]
+  n_ars = sum(int(o.lengths[0]) for o in ars)
+  run_ars = lambda: [sj.generate(target, [p], **gen).tokens.block_until_ready() for p in prompts]
   rows = []
   for spec in cfg.drafts:
     draft = sj.build_drafter(spec, target, cfg.dtype)
-    sps = sj.speculative_generate(target, draft, [prompt], k=k, **gen)
-    if sampling.greedy and not np.array_equal(sps.tokens, ars.tokens):
-      raise AssertionError(f"greedy SpS with {spec} differs from greedy ArS")
-    run_sps = lambda: sj.speculative_generate(target, draft, [prompt], k=k, **gen) \
-        .tokens.block_until_ready()
-    a, mal = sps.stats.alpha, sps.stats.mean_accepted_length
-    per_round = [_round(target, draft, k, len(prompt), cfg.repeats, run_ars, run_sps, n_ars,
-                        int(sps.lengths[0]), a, mal) for _ in range(cfg.rounds)]
-    row = dict(draft=spec, k=k, rounds=cfg.rounds, acceptance_rate=sps.stats.acceptance_rate,
-               alpha=a, mean_accepted_length=mal, target_calls=int(sps.stats.target_calls),
+    sps = [sj.speculative_generate(target, draft, [p], k=k, **gen) for p in prompts]
+    for i, (x, y) in enumerate(zip(sps, ars)):
+      if sampling.greedy and not np.array_equal(x.tokens, y.tokens):
+        raise AssertionError(f"greedy SpS with {spec} differs from greedy ArS on prompt {i}")
+    run_sps = lambda: [sj.speculative_generate(target, draft, [p], k=k, **gen)
+                       .tokens.block_until_ready() for p in prompts]
+    stats = sj.Stats.from_histogram(sum(o.stats.accepted_histogram for o in sps))
+    a, mal = stats.alpha, stats.mean_accepted_length
+    n_sps = sum(int(o.lengths[0]) for o in sps)
+    per_round = [_round(target, draft, k, context, cfg.repeats, run_ars, run_sps, n_ars, n_sps,
+                        a, mal) for _ in range(cfg.rounds)]
+    row = dict(draft=spec, k=k, rounds=cfg.rounds, prompts=len(prompts),
+               acceptance_rate=stats.acceptance_rate, alpha=a, mean_accepted_length=mal,
+               target_calls=sum(int(o.stats.target_calls) for o in sps),
                **{key: float(np.median([x[key] for x in per_round])) for key in per_round[0]},
                measured_over_predicted_per_round=[round(x["measured_over_predicted"], 3)
                                                   for x in per_round])

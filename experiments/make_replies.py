@@ -9,8 +9,6 @@ are those an unstopped run makes). Prompts: specjax/training/prompts.py; shards:
 specjax/training/replies.py. WORKDIR/prompts.json records the prompt counts per kind and the
 held-out prompts that acceptance is measured on (`replies.heldout_prompts`).
 """
-import dataclasses
-import os
 import re
 
 from absl import flags
@@ -19,7 +17,6 @@ import jax
 from configs.replies import SAMPLINGS
 from experiments import common
 from specjax.training import decontam, prompts, replies
-from specjax.workdir import write_json
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "shard directory (resumed when it holds this run)")
 
@@ -52,10 +49,9 @@ def main(cfg):
                              heldout_fraction=cfg.heldout_fraction)
   summary = replies.generate_replies(target, ps.train, _WORKDIR.value, rcfg, cfg.target_tokens,
                                      max_shards=cfg.max_shards or None, mesh=mesh, rules=rules,
+                                     heldout=ps.heldout, stats=ps.stats,
                                      verbose=jax.process_index() == 0)
   if jax.process_index() == 0:
-    write_json(os.path.join(_WORKDIR.value, "prompts.json"),
-               dict(stats=ps.stats, heldout=[dataclasses.asdict(p) for p in ps.heldout]))
     print(summary)
 
 

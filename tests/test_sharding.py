@@ -48,6 +48,29 @@ def test_sps_on_a_mesh_equals_one_device(shape):
       _same(one, sharded)
 
 
+def test_a_feature_draft_on_a_mesh_equals_one_device(shape=(2, 4)):
+  """The feature draft's params placed by the draft rules (sharded or replicated), the target's
+  features handed over sharded: the same tokens and statistics as on one device."""
+  target, mesh = _model(), sharding.make_mesh(shape)
+  draft = sj.feature_draft(target, jax.random.key(1), vocab_ids=list(range(0, 64, 2)))
+  for s, key in [(sj.Sampling(0.0), None), (sj.Sampling(0.9, top_p=0.9), jax.random.key(6))]:
+    kw = dict(k=3, max_new_tokens=12, sampling=s, key=key, eos_id=None)
+    one = sj.speculative_generate(target, draft, _prompts(), **kw)
+    for rules in (None, sharding.REPLICATED_RULES):
+      _same(one, sj.speculative_generate(target, draft, _prompts(), mesh=mesh, draft_rules=rules,
+                                         **kw))
+
+
+def test_a_feature_draft_runs_in_bfloat16():
+  target = _model().replace(config=_model().config.replace(dtype="bfloat16"))
+  target = target.replace(params=jax.tree.map(lambda x: x.astype("bfloat16"), target.params))
+  draft = sj.feature_draft(target, jax.random.key(1))
+  assert draft.config.dtype == "bfloat16" and draft.params["fuse_FD"].dtype == "bfloat16"
+  out = sj.speculative_generate(target, draft, _prompts(), k=3, max_new_tokens=8, eos_id=None)
+  ars = sj.generate(target, _prompts(), 8, eos_id=None)
+  assert out.tokens.shape == ars.tokens.shape and int(out.stats.target_calls) > 0
+
+
 def test_params_are_sharded_as_the_rules_say():
   model, mesh = _model(), sharding.make_mesh((2, 4))
   placement = sharding.Placement(mesh)

@@ -17,6 +17,7 @@ Distillation data sources (DistillConfig): "corpus" (the fixed corpus),
 one deterministic choice per step.
 """
 import dataclasses
+import json
 import signal
 import time
 from typing import Callable, Dict, Optional, Sequence, Tuple
@@ -153,6 +154,8 @@ def train(workdir: str, run_config: dict, cfg: LoopConfig, draft: Model, batches
         evals = acceptance(target, model_of(state), eval_prompts, cfg,
                            jax.random.fold_in(key, 1 << 30))
         writer.scalars({f"eval/{k}": v for k, v in evals.items()}, step)
+        with open(f"{workdir}/evals.jsonl", "a") as f:  # acceptance against training tokens
+          f.write(json.dumps(dict(step=step, tokens_seen=last["tokens_seen"], **evals)) + "\n")
         if best is None or evals["acceptance"] > best:
           best = evals["acceptance"]
           resume.save_best(workdir, _saved(model_of(state), target), dict(step=step, **evals),
@@ -198,8 +201,11 @@ def _base(draft, target: Optional[Model]):
 def _batch(cfg: LoopConfig, step: int, rows_BT, target, draft, key):
   """(tokens_BT, mask_BT) for this step: reply batches as they are; corpus rows, or a prefix
   continued by a model."""
-  if isinstance(rows_BT, dict):  # replies.ReplyBatches: the target's replies, masked
-    return jnp.asarray(rows_BT["tokens_BT"]), jnp.asarray(rows_BT["mask_BT"])
+  if isinstance(rows_BT, dict):  # replies.ReplyBatches: mask_BT marks the reply tokens
+    mask_BT = jnp.asarray(rows_BT["mask_BT"])
+    if cfg.mode != "feature":  # distillation counts the logits that predict a reply token
+      mask_BT = jnp.pad(mask_BT[:, 1:], ((0, 0), (0, 1)))
+    return jnp.asarray(rows_BT["tokens_BT"]), mask_BT
   rows_BT = np.asarray(rows_BT)
   source = _source_at(cfg, step) if cfg.mode == "distill" else "corpus"
   if source == "corpus":

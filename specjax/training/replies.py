@@ -30,7 +30,7 @@ from specjax.decoding.autoregressive import generate
 from specjax.decoding.sampling import Sampling
 from specjax.models.model import Model
 from specjax.training.prompts import ChatPrompt
-from specjax.workdir import Progress, claim_workdir
+from specjax.workdir import Progress, claim_workdir, write_json
 
 SHARD_GLOB = "shard-*.npz"
 PROMPTS_FILE = "prompts.json"  # written by experiments/make_replies.py: counts, held-out prompts
@@ -87,14 +87,19 @@ def encode_prompts(prompts: Sequence[ChatPrompt], tokenizer, max_tokens: int):
 
 def generate_replies(target: Model, prompts: Sequence[ChatPrompt], workdir: str,
                      cfg: ReplyConfig, target_tokens: int, max_shards: Optional[int] = None,
-                     mesh=None, rules=None, verbose: bool = True) -> Dict:
+                     mesh=None, rules=None, heldout: Sequence[ChatPrompt] = (),
+                     stats: Optional[Dict] = None, verbose: bool = True) -> Dict:
   """Fills WORKDIR with reply shards until they hold >= target_tokens reply tokens, the prompts
-  run out or max_shards shards exist; returns a summary."""
+  run out or max_shards shards exist; returns a summary. WORKDIR/prompts.json records `stats`
+  and the `heldout` prompts (acceptance is measured on them: `heldout_prompts`)."""
   encoded = encode_prompts(prompts, target.tokenizer, cfg.max_prompt_tokens)
   if not encoded:
     raise ValueError(f"no prompt has <= {cfg.max_prompt_tokens} tokens")
   claim_workdir(workdir, dict(target=target.name, config=dataclasses.asdict(cfg),
                               prompts=[p.id for p, _ in encoded]))
+  if jax.process_index() == 0:
+    write_json(os.path.join(workdir, PROMPTS_FILE),
+               dict(stats=stats or {}, heldout=[dataclasses.asdict(p) for p in heldout]))
   S, P = len(cfg.samplings), cfg.shard_prompts
   total = -(-len(encoded) // P) * S
   limit = total if max_shards is None else min(total, max_shards)

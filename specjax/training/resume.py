@@ -7,7 +7,8 @@
                             and JSON meta (data-iterator position, best acceptance so far)
   WORKDIR/best/             the best draft by measured acceptance, a specjax checkpoint
                             (`sj.load(WORKDIR/best)`), plus best.json
-  WORKDIR/tensorboard/, WORKDIR/summary.json
+  WORKDIR/tensorboard/, WORKDIR/summary.json, WORKDIR/evals.jsonl (one line per acceptance
+                            measurement: step, training tokens seen, acceptance)
 """
 import json
 import os

@@ -38,9 +38,11 @@ def test_a_stopped_run_resumes_to_the_same_shards(target, tmp_path):
                                   max_shards=5, verbose=False)
   assert full["shards"] == 5 and full["made"] == 5
   replies.generate_replies(target, PROMPTS, str(tmp_path / "b"), CFG, 10**9, max_shards=2,
-                           verbose=False)  # "stopped" after two shards
+                           heldout=PROMPTS[:2], verbose=False)  # "stopped" after two shards
+  held = replies.heldout_prompts(str(tmp_path / "b"), target.tokenizer, 5, 10**6)
+  assert held == {"text": [target.tokenizer.encode(p.text) for p in PROMPTS[:2]]}
   again = replies.generate_replies(target, PROMPTS, str(tmp_path / "b"), CFG, 10**9,
-                                   max_shards=5, verbose=False)
+                                   max_shards=5, heldout=PROMPTS[:2], verbose=False)
   assert again["made"] == 3 and again["reply_tokens"] == full["reply_tokens"]
   assert _shards(tmp_path / "a") == _shards(tmp_path / "b")
   # Shard i: prompt chunk i // 2 under samplings[i % 2]; the rows are prompt + reply.
