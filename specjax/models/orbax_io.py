@@ -173,7 +173,9 @@ def restore_checkpoint(path: str, dtype: Optional[str] = None, sharding: Any = N
     if load_base is None:
       raise ValueError(f"{path}: a checkpoint derived from {meta['base']['name']!r}; load it "
                        f"with sj.load, which also loads its base")
-    base = load_base(meta["base"]["name"], dtype=cfg.dtype)
+    # In the dtype asked for: a draft stored in bfloat16 (half the bytes) and loaded in
+    # float32 takes the base's own float32 arrays, not a bfloat16 round trip of them.
+    base = load_base(meta["base"]["name"], dtype=dtype or cfg.dtype)
     names = [current_name.get(n, n) for n in meta["base"]["params"]]
     shared = {n: base.params[n] for n in names}
     abstract = {n: v for n, v in abstract.items() if n not in shared}

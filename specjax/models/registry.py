@@ -59,6 +59,16 @@ REGISTRY: Dict[str, Union[NamedModel, BundledModel]] = {
         "--workdir=runs/drafts/ship_adapter_tvd_500 --config.steps=500 --config.eval.every=100 && "
         "python -m experiments.export_draft --workdir=runs/drafts/ship_adapter_tvd_500 "
         "--out=specjax/data/smollm2-135m-draft --base=smollm2-135m"),
+    # A feature draft (EAGLE-3 style: layers 1, 15, 28 fused, one decoder layer, 8k-id head)
+    # trained with training-time test on SmolLM2's own replies; stores only what differs from
+    # smollm2-135m (its embedding is the target's). training.json: how it was made.
+    "smollm2-135m-eagle": BundledModel(
+        "smollm2-135m-eagle",
+        "python -m experiments.make_replies --config=configs/replies.py:smollm2 "
+        "--workdir=runs/replies_smollm2 && python -m experiments.train "
+        "--config=configs/train.py:smollm2_eagle --workdir=runs/eagle/fused3 && "
+        "python -m experiments.export_draft --workdir=runs/eagle/fused3 "
+        "--out=specjax/data/smollm2-135m-eagle --base=smollm2-135m --name=smollm2-135m-eagle"),
 }
 
 

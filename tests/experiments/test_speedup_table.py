@@ -100,7 +100,7 @@ def test_a_rerun_resumes_and_a_larger_config_only_adds_the_new_generations(finis
     assert after[name].startswith(text)  # nothing finished was redone or changed
     added = [json.loads(line) for line in after[name][len(text):].splitlines()]
     if name.startswith("summarization."):
-      assert sorted(r["method"] for r in added) == sorted(["ArS", "SpS[smollm2-135m-draft]",
+      assert sorted(r["method"] for r in added) == sorted(["ArS", "SpS[smollm2-135m-eagle]",
                                                            "SpS[lookup:3]"])
       assert all(r["items"] == [[2, 0]] for r in added)
     else:
