@@ -160,9 +160,11 @@ def shipped_draft():
 
 
 @needs_smollm2
-@pytest.mark.parametrize("name, max_mib, min_alpha", [("smollm2-135m-draft", 40, 0.1),
-                                                      ("smollm2-135m-eagle", 24, 0.2)])
-def test_shipped_drafts_load_and_keep_greedy_output(smollm2, name, max_mib, min_alpha):
+@pytest.mark.parametrize("name, max_mib, min_alpha, chat", [
+    ("smollm2-135m-draft", 40, 0.1, False),  # distilled on raw code and prose
+    ("smollm2-135m-eagle", 24, 0.2, True),   # trained on SmolLM2's chat replies
+])
+def test_shipped_drafts_load_and_keep_greedy_output(smollm2, name, max_mib, min_alpha, chat):
   """The bundled SmolLM2 drafts: small on disk, the target's vocab, lossless greedy SpS."""
   from specjax.decoding import speculative_generate
   path = REGISTRY[name].path()
@@ -170,8 +172,9 @@ def test_shipped_drafts_load_and_keep_greedy_output(smollm2, name, max_mib, min_
   assert size < max_mib * 2**20
   draft = load(name)
   assert draft.config.vocab_size == smollm2.config.vocab_size
-  prompt = smollm2.tokenizer.chat("Write a Python function that returns the n-th Fibonacci "
-                                  "number.")
+  prompt = (smollm2.tokenizer.chat("Write a Python function that returns the n-th Fibonacci "
+                                   "number.") if chat else
+            smollm2.tokenizer.encode("def fibonacci(n):"))
   want = generate(smollm2, [prompt], max_new_tokens=24, eos_id=None)
   got = speculative_generate(smollm2, draft, [prompt], k=4, max_new_tokens=24, eos_id=None)
   np.testing.assert_array_equal(got.tokens, want.tokens)
