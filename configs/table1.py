@@ -4,7 +4,8 @@
 
 Rows: for each task x sampling mode, ArS and SpS with each drafter in `drafters`
 (the first is the table's main SpS row). Drafters: a model name/path (the
-shipped feature draft smollm2-135m-eagle, the distilled smollm2-135m-draft), `self:N` (the target's first N layers), `lookup:N`
+shipped feature draft smollm2-135m-eagle, the distilled smollm2-135m-draft),
+`self:N` (the target's first N layers), `lookup:N`
 (prompt lookup). The K sweep (Figure 1) runs ArS (K = 0) and SpS with the
 first drafter for each K in `sweep.ks`.
 """

@@ -129,8 +129,7 @@ def build(cfg):
 
 
 def ttt_config(cfg) -> TTTConfig:
-  return TTTConfig(cfg.ttt.steps, cfg.ttt.decay,
-                                common.sampling(cfg.distill.sampling))
+  return TTTConfig(cfg.ttt.steps, cfg.ttt.decay, common.sampling(cfg.distill.sampling))
 
 
 def loop_config(cfg, mixture) -> loop.LoopConfig:

@@ -35,7 +35,7 @@ def split_docs(docs: Sequence[Doc], heldout_fraction: float = 0.02) -> Tuple[Lis
           [d for i, d in enumerate(docs) if i in held])
 
 
-def _encode(tokenizer: Tokenizer, texts: List[str]) -> List[List[int]]:
+def encode_texts(tokenizer: Tokenizer, texts: List[str]) -> List[List[int]]:
   """Ids without BOS, encoded in parallel (one thread per core) by the wrapped HF tokenizer."""
   encode = getattr(tokenizer.tok, "encode_batch_fast", tokenizer.tok.encode_batch)
   return [e.ids for e in encode(texts, add_special_tokens=False)]
@@ -43,7 +43,7 @@ def _encode(tokenizer: Tokenizer, texts: List[str]) -> List[List[int]]:
 
 def _stream(docs: Sequence[Doc], tokenizer: Tokenizer, eos_id: int) -> np.ndarray:
   head = [tokenizer.bos_id] if tokenizer.add_bos and tokenizer.bos_id is not None else []
-  ids = _encode(tokenizer, [d.text for d in docs])
+  ids = encode_texts(tokenizer, [d.text for d in docs])
   return np.concatenate([np.zeros(0, np.int32)] +
                         [np.array(head + i + [eos_id], np.int32) for i in ids])
 
@@ -111,7 +111,7 @@ def heldout_prompts(docs: Sequence[Doc], tokenizer: Tokenizer, n: int, prompt_to
                     seed: int = 0) -> List[List[int]]:
   """n prompts of exactly prompt_tokens ids, each from a uniformly drawn doc (long enough) at
   a uniformly drawn offset: text the drafter never trained on, for acceptance rates."""
-  ids = [i for i in _encode(tokenizer, [d.text for d in docs]) if len(i) >= prompt_tokens]
+  ids = [i for i in encode_texts(tokenizer, [d.text for d in docs]) if len(i) >= prompt_tokens]
   if not ids:
     raise ValueError(f"no held-out doc has {prompt_tokens} tokens")
   rng = np.random.default_rng(seed)

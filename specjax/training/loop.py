@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from specjax.decoding.autoregressive import generate
+from specjax.decoding.feature_drafter import FeatureDrafter
 from specjax.decoding.sampling import Sampling
 from specjax.decoding.speculative import speculative_generate
 from specjax.models.model import Model
@@ -90,7 +91,8 @@ def train(workdir: str, run_config: dict, cfg: LoopConfig, draft: Model, batches
           target: Optional[Model] = None, distill: Optional[train_step.DistillConfig] = None,
           optim: train_step.OptimConfig = train_step.OptimConfig(),
           eval_prompts: Optional[Dict[str, Sequence[Sequence[int]]]] = None,
-          ttt_config: Optional[ttt.TTTConfig] = None, on_step: Optional[Callable[[int], None]] = None, verbose: bool = True) -> dict:
+          ttt_config: Optional[ttt.TTTConfig] = None,
+          on_step: Optional[Callable[[int], None]] = None, verbose: bool = True) -> dict:
   """Trains `draft` (the model being trained) in `workdir`; resumes a run found there.
 
   Returns the summary (also written to WORKDIR/summary.json). On SIGTERM the
@@ -158,8 +160,9 @@ def train(workdir: str, run_config: dict, cfg: LoopConfig, draft: Model, batches
           f.write(json.dumps(dict(step=step, tokens_seen=last["tokens_seen"], **evals)) + "\n")
         if best is None or evals["acceptance"] > best:
           best = evals["acceptance"]
-          resume.save_best(workdir, _saved(model_of(state), target), dict(step=step, **evals),
-                           base=_base(model_of(state), target))
+          trained = model_of(state)
+          resume.save_best(workdir, _saved(trained, target), dict(step=step, **evals),
+                           base=_base(trained, target))
       if step % cfg.ckpt_every == 0 or step == cfg.steps or stop["flag"]:
         ckpts.save(step, state, key, {"data": batches.state(), "best": best})
       if progress:
@@ -187,13 +190,13 @@ def train(workdir: str, run_config: dict, cfg: LoopConfig, draft: Model, batches
 def _saved(draft, target: Optional[Model]) -> Model:
   """What WORKDIR/best holds: the draft as a Model (a feature draft with the target's
   tokenizer)."""
-  return draft.as_model(target) if hasattr(draft, "as_model") else draft
+  return draft.as_model(target) if isinstance(draft, FeatureDrafter) else draft
 
 
 def _base(draft, target: Optional[Model]):
   """A feature draft shares the target's embedding: saved derived from the target when it
   loads by name, so the copy is not stored."""
-  if hasattr(draft, "as_model") and target is not None and target.name in REGISTRY:
+  if isinstance(draft, FeatureDrafter) and target is not None and target.name in REGISTRY:
     return (target.name, target)
   return None
 

@@ -29,6 +29,7 @@ import numpy as np
 from specjax.decoding.autoregressive import generate
 from specjax.decoding.sampling import Sampling
 from specjax.models.model import Model
+from specjax.training.data import encode_texts
 from specjax.training.prompts import ChatPrompt
 from specjax.workdir import Progress, claim_workdir, write_json
 
@@ -81,8 +82,8 @@ def read_shard(path: str) -> Tuple[Dict[str, np.ndarray], Dict]:
 
 def encode_prompts(prompts: Sequence[ChatPrompt], tokenizer, max_tokens: int):
   """[(prompt, ids)] for the prompts of at most max_tokens ids, in their order."""
-  ids = tokenizer.tok.encode_batch([p.text for p in prompts], add_special_tokens=False)
-  return [(p, e.ids) for p, e in zip(prompts, ids) if len(e.ids) <= max_tokens]
+  ids = encode_texts(tokenizer, [p.text for p in prompts])
+  return [(p, i) for p, i in zip(prompts, ids) if len(i) <= max_tokens]
 
 
 def generate_replies(target: Model, prompts: Sequence[ChatPrompt], workdir: str,
