@@ -15,12 +15,14 @@ def get_config(arg: str = "smollm2") -> ml_collections.ConfigDict:
   cfg.new_tokens = 128           # new tokens per generation (EOS ignored)
   cfg.repeats = 3                # timed repeats (median)
   cfg.torch_threads = 0          # torch intra-op threads (0: torch's default)
+  cfg.prefill_tokens = (128, 512, 2048)  # prefill lengths compared (empty: none)
 
   if arg == "smollm2":  # SmolLM2-135M, 128 greedy tokens
     pass
   elif arg == "quick":  # a check that both sides run and agree: seconds, not a benchmark
     cfg.new_tokens = 8
     cfg.repeats = 1
+    cfg.prefill_tokens = (64,)
   else:
     raise ValueError(f"unknown bench_vs_transformers preset {arg!r}; use smollm2 or quick")
   return cfg

@@ -57,7 +57,7 @@ def timed_rows(cfg, targets, drafters, task, ids) -> list:
       for j in range(len(methods)):
         m, meth = methods[(e + j) % len(methods)]
         draft = None if meth == ARS else drafters[m, drafter_name(meth)]
-        out, dt = perf.timed(generation(
+        out, dt = perf.timed_generation(generation(
             targets[m], draft, [prompt], cfg.k, max_new_tokens=cfg[e2e.task].max_new_tokens,
             sampling=sampling, key=key, eos_id=list(task.stop_ids), pad_multiple=cfg.pad_multiple))
         recs[m, meth].append(record(meth, [[e, 0]], out, dt))

@@ -65,16 +65,18 @@ def _zero_probability_draws(fn, probs_RV, sampling, n, chunk=2_000):
 def _using(fn, jits):
   """Traces ArS and SpS with sampler `fn`, in jitted programs of its own (`jits`)."""
   mods = (autoregressive, speculative, drafters)
-  saved = [m.sample for m in mods], autoregressive._generate_jit, speculative._spec_generate_jit
+  saved = [m.sample for m in mods], [(m._prefill_jit, m._loop_jit) for m in mods[:2]]
   for m in mods:
     m.sample = fn
-  autoregressive._generate_jit, speculative._spec_generate_jit = jits
+  for m, (prefill, loop) in zip(mods[:2], jits):
+    m._prefill_jit, m._loop_jit = prefill, loop
   try:
     yield
   finally:
     for m, s in zip(mods, saved[0]):
       m.sample = s
-    autoregressive._generate_jit, speculative._spec_generate_jit = saved[1:]
+    for m, (prefill, loop) in zip(mods[:2], saved[1]):
+      m._prefill_jit, m._loop_jit = prefill, loop
 
 
 def _check(cfg) -> sj.Sampling:
@@ -95,11 +97,10 @@ def main(cfg):
   prompt = target.tokenizer.encode(text) if target.tokenizer else rng.integers(
       0, target.config.vocab_size, 40).tolist()
   gen = dict(max_new_tokens=cfg.new_tokens, sampling=nucleus, eos_id=None)
-  # One pair of jitted programs per sampler (fresh functions: separate trace caches).
-  jits = {n: (jax.jit(lambda *a, opts: autoregressive._generate(*a, opts=opts),
-                      static_argnames="opts"),
-              jax.jit(lambda *a, opts: speculative._spec_generate(*a, opts=opts),
-                      static_argnames="opts")) for n in SAMPLERS}
+  # Jitted programs of each sampler's own (fresh functions: separate trace caches).
+  fresh = lambda f, **kw: jax.jit(lambda *a, opts: f(*a, opts=opts), static_argnames="opts", **kw)
+  jits = {n: tuple((fresh(m._prefill), fresh(m._loop, donate_argnums=d))
+                   for m, d in [(autoregressive, 1), (speculative, 2)]) for n in SAMPLERS}
   per_round = []
   for rnd in range(cfg.rounds):
     fig = {}

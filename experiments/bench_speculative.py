@@ -12,7 +12,10 @@ c and r (`specjax.perf.measure_costs`). Predicted speedup
 (`stats.alpha`; `acceptance_rate` = accepted / proposed is smaller, since
 drafts after a rejection are never verified); also with the measured mean
 accepted length in place of the i.i.d. formula, which isolates the loop's own
-cost.
+cost. Decode-only ms/token (the loop program's time over the tokens it emitted,
+prefill excluded: `perf.timed_generation`), their speedup, the loop's efficiency
+(decode-only speedup / predicted from the mean accepted length) and the prefill's
+share of SpS's time.
 
 `--config.heldout_from=DIR` (a make_replies workdir) runs `heldout_prompts` of its held-out
 chat prompts instead of the one `prompt`, each at batch 1, one after the other: ms/token and
@@ -38,16 +41,33 @@ def check_config(cfg) -> None:
   common.check_sampling(cfg)
 
 
-def _round(target, draft, k, context, repeats, run_ars, run_sps, n_ars, n_sps, alpha, mal):
-  """One round: c, r, ArS and SpS seconds per token, measured side by side."""
+def _seconds(calls, repeats):
+  """Medians over `repeats` of (seconds, loop seconds, loop tokens) summed over `calls`, each
+  a generation timed in its parts (`perf.timed_generation`)."""
+  runs = []
+  for _ in range(repeats):
+    parts = [perf.timed_generation(c) for c in calls]
+    runs.append((sum(t.seconds for _, t in parts), sum(t.loop_seconds for _, t in parts),
+                 sum(int(o.lengths.sum()) - t.prefill_tokens for o, t in parts)))
+  return tuple(float(np.median([r[i] for r in runs])) for i in range(3))
+
+
+def _round(target, draft, k, context, repeats, ars_calls, sps_calls, n_ars, n_sps, alpha, mal):
+  """One round: c, r, ArS and SpS seconds per token (end to end and decode-only), side by side."""
   costs = perf.measure_costs(target, {"d": draft}, k, context)["d"]
-  t_ars = perf.median_seconds(run_ars, repeats) / n_ars
-  t_sps = perf.median_seconds(run_sps, repeats) / n_sps
+  s_ars, loop_ars, m_ars = _seconds(ars_calls, repeats)
+  s_sps, loop_sps, m_sps = _seconds(sps_calls, repeats)
+  t_ars, t_sps = s_ars / n_ars, s_sps / n_sps
+  d_ars, d_sps = loop_ars / m_ars, loop_sps / m_sps
   from_len = perf.predicted_from_mean_length(mal, k, costs.c, costs.r)
   return dict(ars_ms_per_token=1e3 * t_ars, sps_ms_per_token=1e3 * t_sps, c=costs.c, r=costs.r,
               predicted_speedup=costs.predicted_speedup(alpha),
               predicted_from_mean_len=from_len, measured_speedup=t_ars / t_sps,
-              measured_over_predicted=(t_ars / t_sps) / from_len)
+              measured_over_predicted=(t_ars / t_sps) / from_len,
+              ars_decode_ms_per_token=1e3 * d_ars, sps_decode_ms_per_token=1e3 * d_sps,
+              decode_speedup=d_ars / d_sps,
+              loop_efficiency=perf.loop_efficiency(d_ars / d_sps, mal, k, costs.c, costs.r),
+              prefill_share_sps=(s_sps - loop_sps) / s_sps)
 
 
 def _prompts(cfg, target):
@@ -73,7 +93,7 @@ def main(cfg) -> None:
 
   ars = [sj.generate(target, [p], **gen) for p in prompts]
   n_ars = sum(int(o.lengths[0]) for o in ars)
-  run_ars = lambda: [sj.generate(target, [p], **gen).tokens.block_until_ready() for p in prompts]
+  ars_calls = [lambda p=p: sj.generate(target, [p], **gen) for p in prompts]
   rows = []
   for spec in cfg.drafts:
     draft = sj.build_drafter(spec, target, cfg.dtype)
@@ -81,13 +101,13 @@ def main(cfg) -> None:
     for i, (x, y) in enumerate(zip(sps, ars)):
       if sampling.greedy and not np.array_equal(x.tokens, y.tokens):
         raise AssertionError(f"greedy SpS with {spec} differs from greedy ArS on prompt {i}")
-    run_sps = lambda: [sj.speculative_generate(target, draft, [p], k=k, **gen)
-                       .tokens.block_until_ready() for p in prompts]
+    sps_calls = [lambda p=p: sj.speculative_generate(target, draft, [p], k=k, **gen)
+                 for p in prompts]
     stats = sj.Stats.from_histogram(sum(o.stats.accepted_histogram for o in sps))
     a, mal = stats.alpha, stats.mean_accepted_length
     n_sps = sum(int(o.lengths[0]) for o in sps)
-    per_round = [_round(target, draft, k, context, cfg.repeats, run_ars, run_sps, n_ars, n_sps,
-                        a, mal) for _ in range(cfg.rounds)]
+    per_round = [_round(target, draft, k, context, cfg.repeats, ars_calls, sps_calls, n_ars,
+                        n_sps, a, mal) for _ in range(cfg.rounds)]
     row = dict(draft=spec, k=k, rounds=cfg.rounds, prompts=len(prompts),
                acceptance_rate=stats.acceptance_rate, alpha=a, mean_accepted_length=mal,
                target_calls=sum(int(o.stats.target_calls) for o in sps),
@@ -97,13 +117,17 @@ def main(cfg) -> None:
     rows.append(row)
     print(json.dumps(row), flush=True)
   print("\n| draft | k | ArS ms/tok | SpS ms/tok | accepted/proposed | alpha | mean len | c | r "
-        "| predicted | measured | measured/predicted(mean len) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|")
+        "| predicted | measured | measured/predicted(mean len) | decode-only ArS/SpS ms/tok "
+        "| decode-only speedup | loop efficiency | SpS prefill share |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
   for x in rows:
     print(f"| {x['draft']} | {x['k']} | {x['ars_ms_per_token']:.2f} | {x['sps_ms_per_token']:.2f} "
           f"| {x['acceptance_rate']:.3f} | {x['alpha']:.3f} | {x['mean_accepted_length']:.2f} | "
           f"{x['c']:.3f} | {x['r']:.3f} | {x['predicted_speedup']:.2f}x | "
-          f"{x['measured_speedup']:.2f}x | {x['measured_over_predicted']:.2f} |")
+          f"{x['measured_speedup']:.2f}x | {x['measured_over_predicted']:.2f} | "
+          f"{x['ars_decode_ms_per_token']:.2f}/{x['sps_decode_ms_per_token']:.2f} | "
+          f"{x['decode_speedup']:.2f}x | {x['loop_efficiency']:.2f} | "
+          f"{x['prefill_share_sps']:.0%} |")
   if cfg.out:
     with open(cfg.out, "w") as f:
       json.dump(dict(target=cfg.target, backend=jax.default_backend(), machine=perf.machine(),

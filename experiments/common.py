@@ -13,6 +13,7 @@ import ml_collections
 from ml_collections import config_flags
 
 import specjax as sj
+from specjax.cache import enable_compilation_cache
 from configs import model as model_configs
 
 
@@ -96,6 +97,9 @@ flags.DEFINE_integer("process_id", None, "this process's index (jax.distributed)
 flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() with no arguments "
                   "(TPU VMs, Slurm, Open MPI detect the cluster themselves)")
 flags.DEFINE_integer("cpu_devices", None, "simulated CPU devices per process (CPU runs)")
+flags.DEFINE_string("compilation_cache", "default",
+                    "JAX's persistent compilation cache: 'default' (<specjax cache>/jax, "
+                    "$SPECJAX_CACHE or ~/.cache/specjax), a directory, or 'off'")
 
 
 def init_distributed() -> None:
@@ -136,6 +140,9 @@ def run(main: Callable[[ml_collections.ConfigDict], None], default_config: str) 
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments {argv[1:]}: settings go in --config.FIELD=...")
     init_distributed()
+    cache = flags.FLAGS.compilation_cache
+    if cache != "off":
+      enable_compilation_cache("" if cache == "default" else cache)
     main(config.value)
 
   app.run(_main)

@@ -1,4 +1,4 @@
-"""Autoregressive sampling (ArS): the whole generation in one jit, one while_loop.
+"""Autoregressive sampling (ArS): a jitted prefill, then one jitted while_loop.
 
 The loop body only: one target call on each row's newest token, one sampled
 token (a block without drafts); `engine` does the rest, as for SpS.
@@ -17,36 +17,42 @@ from specjax.models.model import Model
 from specjax.models.transformer import forward
 
 
-def _generate(params, prompt_BT, prompt_len_B, key, opts: Options):
+def _prefill(params, prompt_BT, prompt_len_B, key, opts: Options) -> engine.LoopState:
+  """The target's cache over the prompts; the prefill's logits at each prompt's last token
+  give the first token, drawn with fold_in(key, 0)."""
   with sharding.active(opts.placement):  # activation/cache constraints while tracing
-    return _generate_traced(params, prompt_BT, prompt_len_B, key, opts)
+    B = prompt_BT.shape[0]
+    cache = sharding.constrain_cache(init_cache(opts.config, B, opts.capacity))
+    logits_B1V, cache = forward(params, opts.config, prompt_BT, cache,
+                                logits_at_B=prompt_len_B - 1, empty_cache=True)
+    state = engine.start(prompt_BT, prompt_len_B, cache, (), opts)
+    first_B = sample(jax.random.fold_in(key, 0), warp(logits_B1V[:, 0], opts.sampling),
+                     opts.sampling)
+    zero_B = jnp.zeros((B,), jnp.int32)
+    return engine.advance(state, jnp.zeros((B, 0), jnp.int32), zero_B, first_B, cache, (),
+                          opts, count=False)
 
 
-def _generate_traced(params, prompt_BT, prompt_len_B, key, opts: Options):
-  B = prompt_BT.shape[0]
-  no_drafts_B0 = jnp.zeros((B, 0), jnp.int32)
-  zero_B = jnp.zeros((B,), jnp.int32)
-  cache = sharding.constrain_cache(init_cache(opts.config, B, opts.capacity))
-  # The prefill's logits at each prompt's last token give the first token.
-  logits_B1V, cache = forward(params, opts.config, prompt_BT, cache, logits_at_B=prompt_len_B - 1)
-  state = engine.start(prompt_BT, prompt_len_B, cache, (), opts)
-  first_B = sample(jax.random.fold_in(key, 0), warp(logits_B1V[:, 0], opts.sampling),
-                   opts.sampling)
-  state = engine.advance(state, no_drafts_B0, zero_B, first_B, cache, (), opts, count=False)
+def _loop(params, state: engine.LoopState, prompt_len_B, key, opts: Options):
+  with sharding.active(opts.placement):
+    B = prompt_len_B.shape[0]
+    no_drafts_B0 = jnp.zeros((B, 0), jnp.int32)
+    zero_B = jnp.zeros((B,), jnp.int32)
 
-  def body(s: engine.LoopState):
-    step = s.stats.target_calls + 1  # the prefill drew with fold_in(key, 0)
-    last_B = jnp.take_along_axis(s.seq_BS, (s.n_B - 1)[:, None], axis=1)
-    logits_B1V, cache = forward(params, opts.config, last_B, s.cache)
-    tok_B = sample(jax.random.fold_in(key, step), warp(logits_B1V[:, 0], opts.sampling),
-                   opts.sampling)
-    return engine.advance(s, no_drafts_B0, zero_B, tok_B, cache, (), opts)
+    def body(s: engine.LoopState):
+      step = s.stats.target_calls + 1  # the prefill drew with fold_in(key, 0)
+      last_B = jnp.take_along_axis(s.seq_BS, (s.n_B - 1)[:, None], axis=1)
+      logits_B1V, cache = forward(params, opts.config, last_B, s.cache)
+      tok_B = sample(jax.random.fold_in(key, step), warp(logits_B1V[:, 0], opts.sampling),
+                     opts.sampling)
+      return engine.advance(s, no_drafts_B0, zero_B, tok_B, cache, (), opts)
 
-  (tokens_BM, new_B, stats), state = engine.run(state, body, prompt_len_B, opts)
-  return tokens_BM, new_B, stats, state.cache
+    (tokens_BM, new_B, stats), state = engine.run(state, body, prompt_len_B, opts)
+    return tokens_BM, new_B, stats, state.cache
 
 
-_generate_jit = jax.jit(_generate, static_argnames="opts")
+_prefill_jit = jax.jit(_prefill, static_argnames="opts")
+_loop_jit = jax.jit(_loop, static_argnames="opts", donate_argnums=1)
 
 
 def generate(model: Model, prompts, max_new_tokens: int = 32,
@@ -67,5 +73,7 @@ def generate(model: Model, prompts, max_new_tokens: int = 32,
   params, prompt_BT, prompt_len_B, key, opts = engine.prepare(
       model, prompts, max_new_tokens, sampling, key, eos_id, mesh, rules,
       pad_multiple=pad_multiple)
-  tokens, lengths, stats, _ = _generate_jit(params, prompt_BT, prompt_len_B, key, opts=opts)
+  tokens, lengths, stats, _ = engine.two_phases(
+      lambda: _prefill_jit(params, prompt_BT, prompt_len_B, key, opts=opts),
+      lambda state: _loop_jit(params, state, prompt_len_B, key, opts=opts))
   return engine.finish(model, tokens, lengths, stats)

@@ -100,7 +100,7 @@ class ModelDrafter:
     with sharding.active(self.placement):
       cache = sharding.constrain_cache(init_cache(self.config, prompt_BT.shape[0], capacity))
       _, cache = forward(self.params, self.config, prompt_BT, cache,
-                         logits_at_B=jnp.zeros_like(prompt_len_B))
+                         logits_at_B=jnp.zeros_like(prompt_len_B), empty_cache=True)
     return self.commit(cache, prompt_len_B)
 
   def commit(self, cache: KVCache, n_B, features=None) -> KVCache:

@@ -9,9 +9,18 @@ An iteration of either loop ends in `advance`: it emits a *block* per row (the
 accepted drafts, then one sampled token: ArS's blocks have no drafts), cuts it
 at the token budget and after a stop id (`emit_block`), writes it, rolls the
 caches back per row in O(1) and counts. `run` is the while_loop and the output.
+
+Each sampler is two jitted programs, its prefill (-> `LoopState`) and its
+loop, chained by `two_phases` without waiting in between. Inside
+`record_phases()` it waits after the prefill and logs both phases' seconds,
+so that a time accounting measures them (`perf.timing.timed_generation`).
 """
+import contextlib
+import contextvars
 import dataclasses
-from typing import Any, Optional, Tuple
+import time
+import warnings
+from typing import Any, Callable, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -169,3 +178,48 @@ def run(state: LoopState, body, prompt_len_B, opts: Options):
   tokens_BM = jnp.take_along_axis(state.seq_BS, jnp.minimum(cols_BM, S - 1), axis=1)
   tokens_BM = jnp.where(jnp.arange(M) < new_B[:, None], tokens_BM, 0)
   return jax.tree.map(sharding.replicate, (tokens_BM, new_B, state.stats)), state
+
+
+_PHASES = contextvars.ContextVar("specjax_phases", default=None)
+
+
+@contextlib.contextmanager
+def record_phases():
+  """Within it, every generation logs a dict to the yielded list, after it ends:
+
+  prefill_s and loop_s (wall seconds of the two programs, each waited for),
+  prefill_tokens (new tokens the prefill emitted, over all rows: ArS's first).
+  """
+  log: List[dict] = []
+  token = _PHASES.set(log)
+  try:
+    yield log
+  finally:
+    _PHASES.reset(token)
+
+
+def _donating(loop: Callable[[LoopState], Any], state: LoopState):
+  """loop(state), where the loop's program takes over the state's buffers (the caches).
+
+  Only those of the same shape as an output are reused; JAX warns that the others
+  (the committed tokens, done flags) were not usable, which is expected here.
+  """
+  with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+    return loop(state)
+
+
+def two_phases(prefill: Callable[[], LoopState], loop: Callable[[LoopState], Any]):
+  """loop(prefill()), the phases timed apart inside `record_phases`."""
+  log = _PHASES.get()
+  if log is None:
+    return _donating(loop, prefill())
+  t0 = time.perf_counter()
+  state = jax.block_until_ready(prefill())
+  t1 = time.perf_counter()
+  prefill_tokens = int(jnp.sum(state.stats.new_tokens_B))  # before the loop consumes `state`
+  t2 = time.perf_counter()
+  out = jax.block_until_ready(_donating(loop, state))
+  log.append(dict(prefill_s=t1 - t0, loop_s=time.perf_counter() - t2,
+                  prefill_tokens=prefill_tokens))
+  return out

@@ -1,4 +1,4 @@
-"""Speculative sampling (SpS): draft k, verify k + 1 in one target call, all in one jit.
+"""Speculative sampling (SpS): draft k, verify k + 1 in one target call, the loop in one jit.
 
 Notation (Leviathan et al.): p = target, q = draft. Per row and iteration:
 accept draft token x_i with probability min(1, p_i(x_i) / q_i(x_i)), left to
@@ -62,25 +62,32 @@ def accept_and_correct(p_BG1V, q_BGV, draft_BG, key):
   return n_acc_B, resid_BV
 
 
-def _spec_generate(target_params, drafter, prompt_BT, prompt_len_B, key, opts: Options):
+def _prefill(target_params, drafter, prompt_BT, prompt_len_B, opts: Options) -> engine.LoopState:
+  """Both caches over the prompts (a drafter that reads features gets the prompt's)."""
   with sharding.active(opts.placement):  # activation/cache constraints while tracing
-    return _spec_generate_traced(target_params, drafter, prompt_BT, prompt_len_B, key, opts)
+    cfg = opts.config
+    cache = sharding.constrain_cache(init_cache(cfg, prompt_BT.shape[0], opts.capacity))
+    layers = tuple(drafter.feature_layers)
+    if layers:
+      _, cache, hidden_BTLD = forward(target_params, cfg, prompt_BT, cache, hidden_layers=layers,
+                                      logits_at_B=jnp.zeros_like(prompt_len_B), empty_cache=True)
+      draft_state = drafter.init(prompt_BT, prompt_len_B, opts.capacity,
+                                 features=Features(hidden_BTLD, jnp.zeros_like(prompt_len_B)))
+    else:
+      _, cache = forward(target_params, cfg, prompt_BT, cache,
+                         logits_at_B=jnp.zeros_like(prompt_len_B), empty_cache=True)
+      draft_state = drafter.init(prompt_BT, prompt_len_B, opts.capacity)
+    return engine.start(prompt_BT, prompt_len_B, cache, draft_state, opts)
 
 
-def _spec_generate_traced(target_params, drafter, prompt_BT, prompt_len_B, key, opts):
+def _loop(target_params, drafter, state: engine.LoopState, prompt_len_B, key, opts: Options):
+  with sharding.active(opts.placement):
+    return _loop_traced(target_params, drafter, state, prompt_len_B, key, opts)
+
+
+def _loop_traced(target_params, drafter, state, prompt_len_B, key, opts: Options):
   k, cfg = opts.k, opts.config
-  cache = sharding.constrain_cache(init_cache(cfg, prompt_BT.shape[0], opts.capacity))
   layers = tuple(drafter.feature_layers)
-  if layers:  # a drafter that reads the target's features gets the prompt's
-    _, cache, hidden_BTLD = forward(target_params, cfg, prompt_BT, cache, hidden_layers=layers,
-                                    logits_at_B=jnp.zeros_like(prompt_len_B))
-    draft_state = drafter.init(prompt_BT, prompt_len_B, opts.capacity,
-                               features=Features(hidden_BTLD, jnp.zeros_like(prompt_len_B)))
-  else:
-    _, cache = forward(target_params, cfg, prompt_BT, cache,
-                       logits_at_B=jnp.zeros_like(prompt_len_B))
-    draft_state = drafter.init(prompt_BT, prompt_len_B, opts.capacity)
-  state = engine.start(prompt_BT, prompt_len_B, cache, draft_state, opts)
 
   def body(s: engine.LoopState) -> engine.LoopState:
     it = s.stats.target_calls  # one target call per iteration
@@ -107,7 +114,8 @@ def _spec_generate_traced(target_params, drafter, prompt_BT, prompt_len_B, key, 
   return out + (state.cache, state.draft_state)
 
 
-_spec_generate_jit = jax.jit(_spec_generate, static_argnames="opts")
+_prefill_jit = jax.jit(_prefill, static_argnames="opts")
+_loop_jit = jax.jit(_loop, static_argnames="opts", donate_argnums=2)
 
 
 def _check_features(draft: FeatureDrafter, target: Model) -> None:
@@ -171,7 +179,8 @@ def speculative_generate(target: Model, draft, prompts, k: int = 4, max_new_toke
       target, prompts, max_new_tokens, sampling, key, eos_id, mesh, rules, k=k,
       max_len=min(target.config.max_len, draft_max_len or target.config.max_len),
       pad_multiple=pad_multiple)
-  tokens, lengths, stats, cache, draft_state = _spec_generate_jit(
-      params, drafter, prompt_BT, prompt_len_B, key, opts=opts)
+  tokens, lengths, stats, cache, draft_state = engine.two_phases(
+      lambda: _prefill_jit(params, drafter, prompt_BT, prompt_len_B, opts=opts),
+      lambda state: _loop_jit(params, drafter, state, prompt_len_B, key, opts=opts))
   out = engine.finish(target, tokens, lengths, stats)
   return (out, cache, draft_state) if return_state else out

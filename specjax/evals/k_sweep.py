@@ -14,7 +14,7 @@ from specjax.decoding.sampling import Sampling
 from specjax.decoding.stats import Stats
 from specjax.evals.records import Records, record
 from specjax.evals.methods import ARS, generation
-from specjax.perf.timing import timed
+from specjax.perf.timing import timed_generation
 
 
 def run_sweep(cfg, workdir: str, target, drafter, ids, progress,
@@ -35,7 +35,7 @@ def run_sweep(cfg, workdir: str, target, drafter, ids, progress,
       if records.get(method, [[p, 0]]) is not None or not generate:
         progress.skip()
       else:
-        out, dt = timed(generation(
+        out, dt = timed_generation(generation(
             target, drafter if K else None, [prompt], K, max_new_tokens=sw.new_tokens,
             sampling=sampling, key=key, eos_id=None, pad_multiple=cfg.pad_multiple))
         records.add(record(method, [[p, 0]], out, dt, texts=False))

@@ -40,9 +40,13 @@ class Records:
     self.rows[(record["method"], _key(record["items"]))] = record
 
 
-def record(method: str, items, out, seconds: float, texts: bool = True) -> dict:
-  """The record of one timed call: its lengths, acceptance histogram, target calls (and texts)."""
-  r = dict(method=method, items=items, seconds=seconds, lengths=np.asarray(out.lengths).tolist(),
+def record(method: str, items, out, time, texts: bool = True) -> dict:
+  """The record of one timed call (`time`: a `perf.GenerationTime`): its seconds, in parts,
+  lengths, acceptance histogram, target calls (and texts)."""
+  r = dict(method=method, items=items, seconds=time.seconds,
+           prefill_seconds=time.prefill_seconds, loop_seconds=time.loop_seconds,
+           prefill_tokens=time.prefill_tokens, compile_seconds=time.compile_seconds,
+           lengths=np.asarray(out.lengths).tolist(),
            histogram=out.stats.accepted_histogram.tolist(),
            target_calls=int(out.stats.target_calls))
   return dict(r, texts=out.texts) if texts else r

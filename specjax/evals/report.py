@@ -6,8 +6,10 @@ from typing import List, Sequence
 import numpy as np
 
 TABLE_COLUMNS = ["task", "mode", "method", "examples", "metrics", "ms_per_token", "speedup",
+                 "decode_ms_per_token", "decode_speedup", "loop_efficiency",
                  "acceptance_rate", "alpha", "mean_accepted_length", "c", "r",
-                 "predicted_speedup", "new_tokens", "seconds", "identical_to_ars"]
+                 "predicted_speedup", "new_tokens", "seconds", "prefill_s", "loop_s",
+                 "target_s", "draft_s", "loop_rest_s", "host_s", "compile_s", "identical_to_ars"]
 
 
 def _fmt(v, spec: str) -> str:
@@ -21,16 +23,21 @@ def metric_text(metrics: dict) -> str:
 def table_markdown(title: str, rows: List[dict], bullets: Sequence[str]) -> str:
   """Table 1: one line per (task, mode, method) row of `table1.summarize_row`."""
   lines = [f"# {title}", ""] + [f"- {b}" for b in bullets] + [""]
-  lines += ["| task | sampling | method | metric | ms/token | speedup | acceptance rate | "
-            "mean accepted length | predicted speedup (a, c, r) |",
-            "|---|---|---|---|---|---|---|---|---|"]
+  lines += ["| task | sampling | method | metric | ms/token | speedup | decode ms/token | "
+            "decode speedup | prefill share | acceptance rate | mean accepted length | "
+            "predicted speedup (a, c, r) | efficiency |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     pred = "-" if "predicted_speedup" not in r else (
         f"{r['predicted_speedup']:.2f}x (a={r['alpha']:.2f}, c={r['c']:.3f}, r={r['r']:.2f})")
+    share = r["prefill_s"] / r["seconds"] if "prefill_s" in r and r["seconds"] else None
     lines.append(f"| {r['task']} | {r['mode']} | {r['method']} | {metric_text(r['metrics'])} | "
                  f"{r['ms_per_token']:.2f} | {r['speedup']:.2f}x | "
-                 f"{_fmt(r.get('acceptance_rate'), '.3f')} | "
-                 f"{_fmt(r.get('mean_accepted_length'), '.2f')} | {pred} |")
+                 f"{_fmt(r.get('decode_ms_per_token'), '.2f')} | "
+                 f"{_fmt(r.get('decode_speedup'), '.2f')}{'x' if 'decode_speedup' in r else ''} | "
+                 f"{_fmt(share, '.0%')} | {_fmt(r.get('acceptance_rate'), '.3f')} | "
+                 f"{_fmt(r.get('mean_accepted_length'), '.2f')} | {pred} | "
+                 f"{_fmt(r.get('loop_efficiency'), '.2f')} |")
   return "\n".join(lines) + "\n"
 
 

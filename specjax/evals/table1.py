@@ -32,12 +32,19 @@ from specjax.evals.methods import ARS, drafter_name, generation, method_names
 from specjax.evals.records import Records, finished_part, record
 from specjax.models.registry import load
 from specjax.perf import costs as costs_lib
-from specjax.perf.timing import machine, timed
+from specjax.perf.accounting import account, loop_efficiency
+from specjax.perf.timing import machine, timed_generation
 from specjax.workdir import CONFIG_FILE, Progress, claim_workdir, write_json
 
 COSTS_FILE = "costs.json"  # c and r as last measured, by context: read by report_only runs
 NOTES = ["XSum, CNN/DM and SAMSum cannot be had offline; ACLSum stands in for XSum.",
-         "ms/token: generation wall time (prefill included, compilation excluded) / new tokens."]
+         "ms/token: generation wall time (prefill included, compilation excluded) / new tokens.",
+         "decode ms/token: the loop program's time / the tokens it emitted (prefill excluded: "
+         "the paper-comparable figure); efficiency: measured decode-only speedup / the one "
+         "predicted from the measured mean accepted length, c and r.",
+         "time parts (results.json, table.csv): prefill, the loop's target and draft calls "
+         "(counted calls x measured per-call time), the loop's rest, host; compile_s: "
+         "seconds of compilation paid by the row's first calls."]
 
 
 def _positive_int(cfg, name: str, lo: int) -> None:
@@ -119,7 +126,7 @@ def run_rows(cfg, workdir, target, drafters, task, mode, ids, progress,
         progress.skip()
       else:
         draft = None if method == ARS else drafters[drafter_name(method)]
-        out, dt = timed(generation(
+        out, dt = timed_generation(generation(
             target, draft, [ids[e] for e, _ in group], cfg.k, max_new_tokens=tcfg.max_new_tokens,
             sampling=sampling, key=key, eos_id=list(task.stop_ids), pad_multiple=cfg.pad_multiple))
         records.add(record(method, group, out, dt))
@@ -127,8 +134,9 @@ def run_rows(cfg, workdir, target, drafters, task, mode, ids, progress,
   return groups, {m: [records.get(m, group) for group in groups] for m in methods}
 
 
-def summarize_row(task, mode, method, recs, k: int, costs, ars_ms):
-  """One table row; c, r and the predicted speedup only where `costs` has the drafter."""
+def summarize_row(task, mode, method, recs, k: int, costs, ars_ms, ars_decode_ms=None):
+  """One table row; c, r, the predicted speedup and the loop's split only where `costs` has
+  the drafter; decode-only figures where the records have the prefill timed apart."""
   hist = np.sum([r["histogram"] for r in recs], axis=0)
   tokens = int(sum(sum(r["lengths"]) for r in recs))
   seconds = float(sum(r["seconds"] for r in recs))
@@ -143,6 +151,14 @@ def summarize_row(task, mode, method, recs, k: int, costs, ars_ms):
     if cost:
       row.update(c=cost["c"], r=cost["r"], predicted_speedup=costs_lib.predicted_speedup(
           stats.alpha, k, cost["c"], cost["r"]))
+  else:  # ArS's calls cost t(1) each: any drafter's measurement has it
+    cost = next(iter((costs or {}).values()), None)
+  row.update(account(recs, k, cost, sps=method != ARS))
+  if "decode_ms_per_token" in row:
+    row["decode_speedup"] = (ars_decode_ms / row["decode_ms_per_token"]) if ars_decode_ms else 1.0
+    if "c" in row and "mean_accepted_length" in row:
+      row["loop_efficiency"] = loop_efficiency(row["decode_speedup"],
+                                               row["mean_accepted_length"], k, row["c"], row["r"])
   return row
 
 
@@ -232,11 +248,12 @@ def run(cfg, workdir: str, report_only: bool = False,
       if not examples:
         continue
       metrics = score_rows(task, mode, recs, workdir, examples)
-      ars_ms = None
+      ars_ms = ars_decode_ms = None
       for method in methods:
-        row = summarize_row(task, mode, method, recs[method], cfg.k, costs[task.name], ars_ms)
+        row = summarize_row(task, mode, method, recs[method], cfg.k, costs[task.name], ars_ms,
+                            ars_decode_ms)
         if method == ARS:
-          ars_ms = row["ms_per_token"]
+          ars_ms, ars_decode_ms = row["ms_per_token"], row.get("decode_ms_per_token")
         else:
           row["identical_to_ars"] = float(np.mean(
               [a["texts"] == b["texts"] for a, b in zip(recs[method], recs[ARS])]))

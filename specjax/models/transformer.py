@@ -83,11 +83,43 @@ def _write(cache_BKSH, new_BTKH, positions_BT):
                                                      mode="promise_in_bounds")
 
 
+CAUSAL_CHUNK = 512  # query rows per block of a call's causal self-attention
+
+
+def _causal_attention(q_BTNH, k_BKTH, v_BKTH, positions_BT, K: int, scale: float, dt):
+  """Causal attention among one call's T tokens -> [B, K, G*T, H], rows ordered (g, t).
+
+  Queries go in blocks of CAUSAL_CHUNK, each against the keys up to its end only:
+  a 2,048-token prefill then scores 62% of the T x T pairs (the rest would all be
+  masked), and each block's scores stay small enough to stay in cache.
+  """
+  B, T, N, H = q_BTNH.shape
+  G = N // K
+  neg = jnp.finfo(jnp.float32).min
+  outs = []
+  for a in range(0, T, CAUSAL_CHUNK):
+    b = min(T, a + CAUSAL_CHUNK)
+    q_BKQH = q_BTNH[:, a:b].reshape(B, b - a, K, G, H).transpose(0, 2, 3, 1, 4).reshape(
+        B, K, G * (b - a), H)
+    q_pos_BQ = jnp.broadcast_to(positions_BT[:, None, a:b], (B, G, b - a)).reshape(B, -1)
+    scores_BKQT = jnp.einsum("bkqh,bkth->bkqt", q_BKQH, k_BKTH[:, :, :b],
+                             preferred_element_type=jnp.float32) * scale
+    causal_BQT = positions_BT[:, None, :b] <= q_pos_BQ[:, :, None]
+    scores_BKQT = jnp.where(causal_BQT[:, None], scores_BKQT, neg)
+    probs_BKQT = jax.nn.softmax(scores_BKQT, axis=-1).astype(dt)
+    out_BKQH = jnp.einsum("bkqt,bkth->bkqh", probs_BKQT, v_BKTH[:, :, :b])
+    outs.append(out_BKQH.reshape(B, K, G, b - a, H))
+  return jnp.concatenate(outs, axis=3).reshape(B, K, G * T, H)
+
+
 class Attention(nn.Module):
   config: ModelConfig
 
   @nn.compact
-  def __call__(self, x_BTD, positions_BT, kv: Optional[Tuple[jax.Array, jax.Array]]):
+  def __call__(self, x_BTD, positions_BT, kv: Optional[Tuple[jax.Array, jax.Array]],
+               empty_cache: bool = False):
+    """`empty_cache` (static): the cache `kv` holds no live slot (a prefill), so its
+    capacity is not read: only this call's tokens are attended to, then written."""
     c = self.config
     dt, init = c.jnp_dtype, nn.initializers.normal(c.init_std)
     D, N, K, H = c.d_model, c.num_heads, c.num_kv_heads, c.head_dim
@@ -110,11 +142,6 @@ class Attention(nn.Module):
     k_BTKH = rope(k_BTKH, positions_BT, c.rope_theta)
 
     G = N // K
-    # Query rows of one kv head, ordered (g, t): [B, K, Q=G*T, H].
-    q_BKQH = q_BTNH.reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B, K, G * T, H)
-    q_pos_BQ = jnp.broadcast_to(positions_BT[:, None, :], (B, G, T)).reshape(B, G * T)
-    neg = jnp.finfo(jnp.float32).min
-
     # Attention over [the cache's live slots] + [this call's T tokens, causally].
     # The cache is read as it was *before* this call and updated only for the
     # returned cache, so the update has a single user and stays in place: when
@@ -123,17 +150,22 @@ class Attention(nn.Module):
     k_BKTH = k_BTKH.transpose(0, 2, 1, 3)
     v_BKTH = v_BTKH.transpose(0, 2, 1, 3)
     scale = H ** -0.5
-    scores_BKQT = jnp.einsum("bkqh,bkth->bkqt", q_BKQH, k_BKTH,
-                             preferred_element_type=jnp.float32) * scale
-    causal_BQT = positions_BT[:, None, :] <= q_pos_BQ[:, :, None]
-    scores_BKQT = jnp.where(causal_BQT[:, None], scores_BKQT, neg)
-    if kv is None:  # no cache: attend within this call (training / full forward)
-      probs_BKQT = jax.nn.softmax(scores_BKQT, axis=-1).astype(dt)
-      out_BKQH = jnp.einsum("bkqt,bkth->bkqh", probs_BKQT, v_BKTH)
-      new_kv = None
+    if kv is None or empty_cache:  # attend within this call (training, a prefill)
+      # A prefill's cache is all stale slots: reading it cost O(T x capacity) for nothing.
+      out_BKQH = _causal_attention(q_BTNH, k_BKTH, v_BKTH, positions_BT, K, scale, dt)
+      new_kv = None if kv is None else (_write(kv[0], k_BTKH, positions_BT),
+                                        _write(kv[1], v_BTKH, positions_BT))
     else:
       cache_k, cache_v = kv
       S = cache_k.shape[2]
+      # Query rows of one kv head, ordered (g, t): [B, K, Q=G*T, H].
+      q_BKQH = q_BTNH.reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B, K, G * T, H)
+      q_pos_BQ = jnp.broadcast_to(positions_BT[:, None, :], (B, G, T)).reshape(B, G * T)
+      neg = jnp.finfo(jnp.float32).min
+      scores_BKQT = jnp.einsum("bkqh,bkth->bkqt", q_BKQH, k_BKTH,
+                               preferred_element_type=jnp.float32) * scale
+      causal_BQT = positions_BT[:, None, :] <= q_pos_BQ[:, :, None]
+      scores_BKQT = jnp.where(causal_BQT[:, None], scores_BKQT, neg)
       scores_BKQS = jnp.einsum("bkqh,bksh->bkqs", q_BKQH, cache_k,
                                preferred_element_type=jnp.float32) * scale
       live_BS = jnp.arange(S, dtype=jnp.int32)[None, :] < positions_BT[:, :1]  # stale: masked
@@ -178,10 +210,10 @@ class Block(nn.Module):
   config: ModelConfig
 
   @nn.compact
-  def __call__(self, x_BTD, positions_BT, kv):
+  def __call__(self, x_BTD, positions_BT, kv, empty_cache: bool = False):
     c = self.config
     h, new_kv = Attention(c, name="attn")(
-        RMSNorm(c.norm_eps, c.jnp_dtype, name="attn_norm")(x_BTD), positions_BT, kv)
+        RMSNorm(c.norm_eps, c.jnp_dtype, name="attn_norm")(x_BTD), positions_BT, kv, empty_cache)
     x_BTD = x_BTD + h
     x_BTD = x_BTD + Mlp(c, name="mlp")(RMSNorm(c.norm_eps, c.jnp_dtype, name="mlp_norm")(x_BTD))
     return x_BTD, new_kv
@@ -198,12 +230,14 @@ class Transformer(nn.Module):
   and sparing the vocab projection for the rest. `hidden_layers` (layer
   indices, static) also returns the residual stream after each of those
   layers at every position, [B, T, L, D] (the features a drafter reads).
+  `empty_cache` (static): the cache holds nothing yet (a prefill), so attention
+  skips reading its capacity.
   """
   config: ModelConfig
 
   @nn.compact
   def __call__(self, tokens_BT, cache: Optional[KVCache] = None, logits_at_B=None,
-               head_logits=False, hidden_layers: Tuple[int, ...] = ()):
+               head_logits=False, hidden_layers: Tuple[int, ...] = (), empty_cache=False):
     c = self.config
     dt, init = c.jnp_dtype, nn.initializers.normal(c.init_std)
     V, U = c.vocab_size, c.head_vocab
@@ -224,7 +258,7 @@ class Transformer(nn.Module):
     ks, vs, hidden = [], [], {}
     for i in range(c.num_layers):
       kv = None if cache is None else (cache.k[i], cache.v[i])
-      x_BTD, new_kv = Block(c, name=f"layers_{i}")(x_BTD, positions_BT, kv)
+      x_BTD, new_kv = Block(c, name=f"layers_{i}")(x_BTD, positions_BT, kv, empty_cache)
       x_BTD = sharding.constrain(x_BTD, ACT_AXES)
       if i in hidden_layers:
         hidden[i] = x_BTD
@@ -268,7 +302,8 @@ def check_hidden_layers(config: ModelConfig, hidden_layers) -> Tuple[int, ...]:
 
 
 def forward(params, config: ModelConfig, tokens_BT, cache: Optional[KVCache] = None,
-            logits_at_B=None, head_logits=False, hidden_layers: Sequence[int] = ()):
+            logits_at_B=None, head_logits=False, hidden_layers: Sequence[int] = (),
+            empty_cache: bool = False):
   """Pure function: `(params, tokens, cache) -> (logits_BTV float32, cache)`.
 
   `head_logits=True` returns a sub-vocab model's logits over its own U ids
@@ -276,7 +311,10 @@ def forward(params, config: ModelConfig, tokens_BT, cache: Optional[KVCache] = N
   `hidden_layers=(i, j, ...)` returns `(logits, cache, hidden_BTLD)` as well: the
   residual stream after layers i, j, ... (in that order) at every position,
   in the model's dtype. Without it the call computes nothing extra.
+  `empty_cache=True` promises that `cache` holds nothing yet (a fresh
+  `init_cache`: the samplers' prefills); the result is the same, without reading
+  the cache's capacity (stale slots, masked out anyway).
   """
   layers = check_hidden_layers(config, hidden_layers)
   return Transformer(config).apply({"params": params}, tokens_BT, cache, logits_at_B,
-                                   head_logits, layers)
+                                   head_logits, layers, empty_cache)

@@ -1,4 +1,5 @@
 """Wall-clock timing that leaves compilation out, and a description of the machine timed on."""
+import dataclasses
 import os
 import platform
 import sys
@@ -7,6 +8,8 @@ from typing import Callable, Tuple, TypeVar
 
 import jax
 import numpy as np
+
+from specjax.decoding import engine
 
 T = TypeVar("T")
 _COMPILES = [0]
@@ -37,6 +40,40 @@ def timed(fn: Callable[[], T]) -> Tuple[T, float]:
     if compile_count() == before:
       break
   return out, dt
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationTime:
+  """One generation's wall time, compilation excluded, in its two programs' parts."""
+  seconds: float          # the whole call (host checks, both programs, the output's transfer)
+  prefill_seconds: float  # the prefill program (the target's and the drafter's caches)
+  loop_seconds: float     # the loop program (every token after the prefill's)
+  prefill_tokens: int     # new tokens the prefill emitted over all rows (ArS: one per row)
+  compile_seconds: float  # the compiling call's time over the rerun's (0 if nothing compiled)
+
+
+def timed_generation(fn: Callable[[], T]) -> Tuple[T, GenerationTime]:
+  """(fn(), its GenerationTime): `timed` for a call of `sj.generate` or `sj.speculative_generate`.
+
+  The two programs are waited for one after the other (`engine.record_phases`),
+  so the parts are measured, not inferred; waiting costs one host round trip.
+  """
+  first = None
+  for _ in range(2):
+    before = compile_count()
+    with engine.record_phases() as log:
+      t0 = time.perf_counter()
+      out = jax.block_until_ready(fn())
+      dt = time.perf_counter() - t0
+    if len(log) != 1:
+      raise ValueError(f"timed_generation times one generation per call, this one ran {len(log)}")
+    if compile_count() == before:
+      break
+    first = dt
+  p = log[0]
+  return out, GenerationTime(seconds=dt, prefill_seconds=p["prefill_s"], loop_seconds=p["loop_s"],
+                             prefill_tokens=p["prefill_tokens"],
+                             compile_seconds=max(0.0, first - dt) if first is not None else 0.0)
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:

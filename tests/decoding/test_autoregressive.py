@@ -117,8 +117,8 @@ def test_ars_samples_follow_the_warped_distribution(temperature, top_k, top_p):
 ])
 def test_bad_input_raises_before_compiling(prompts, kw, msg):
   model = tiny_model()
-  before = ar._generate_jit._cache_size()
+  before = ar._prefill_jit._cache_size()
   kw.setdefault("max_new_tokens", 4)
   with pytest.raises(ValueError, match=msg):
     sj.generate(model, prompts, **kw)
-  assert ar._generate_jit._cache_size() == before
+  assert ar._prefill_jit._cache_size() == before

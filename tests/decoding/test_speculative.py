@@ -95,10 +95,11 @@ def test_pad_multiple_shares_one_compilation_and_keeps_outputs():
   d = sj.self_draft(target, 1)
   prompts = [[1, 2, 3], list(range(1, 20)), list(range(5, 45))]
   want = [sj.speculative_generate(target, d, [p], k=3, max_new_tokens=8) for p in prompts]
-  before = speculative._spec_generate_jit._cache_size()
+  jits = speculative._prefill_jit, speculative._loop_jit
+  before = [f._cache_size() for f in jits]
   got = [sj.speculative_generate(target, d, [p], k=3, max_new_tokens=8, pad_multiple=64)
          for p in prompts]
-  assert speculative._spec_generate_jit._cache_size() == before + 1
+  assert [f._cache_size() for f in jits] == [n + 1 for n in before]
   for w, g in zip(want, got):
     np.testing.assert_array_equal(w.tokens, g.tokens)
 
@@ -285,12 +286,12 @@ def test_a_block_cut_by_the_token_budget_follows_the_target_distribution(monkeyp
 ])
 def test_bad_input_raises_before_compiling(kwargs, msg):
   target = _target()
-  before = speculative._spec_generate_jit._cache_size()
+  before = speculative._prefill_jit._cache_size()
   kw = dict(prompts=[[1, 2, 3]], k=3, max_new_tokens=8)
   kw.update(kwargs)
   with pytest.raises(ValueError, match=msg):
     sj.speculative_generate(target, sj.self_draft(target, 1), **kw)
-  assert speculative._spec_generate_jit._cache_size() == before
+  assert speculative._prefill_jit._cache_size() == before
 
 
 def test_mismatched_vocab_and_bad_drafters_are_rejected():

@@ -16,25 +16,28 @@ def _tokens(model, seed=1):
   return np.random.default_rng(seed).integers(0, model.config.vocab_size, (len(LENS), TOTAL))
 
 
-def _prefill(model, tokens, capacity=64):
+def _prefill(model, tokens, capacity=64, empty_cache=False):
   B = tokens.shape[0]
   width = max(LENS)
   prompt = np.zeros((B, width), np.int32)
   for b, n in enumerate(LENS):
     prompt[b, :n] = tokens[b, :n]
   cache = sj.init_cache(model.config, B, capacity)
-  logits, cache = sj.forward(model.params, model.config, jnp.asarray(prompt), cache)
+  logits, cache = sj.forward(model.params, model.config, jnp.asarray(prompt), cache,
+                             empty_cache=empty_cache)
   return logits, cache.rollback(jnp.array(LENS))
 
 
-@pytest.mark.parametrize("qkv_bias,tie", [(False, True), (True, False)])
+@pytest.mark.parametrize("qkv_bias,tie,empty", [(False, True, False), (True, False, False),
+                                                (False, True, True)])
 @pytest.mark.parametrize("chunk", [1, 5])
-def test_incremental_equals_full_forward(chunk, qkv_bias, tie):
+def test_incremental_equals_full_forward(chunk, qkv_bias, tie, empty):
+  """`empty`: the prefill skips reading the (empty) cache, as the samplers' prefills do."""
   model = tiny_model(qkv_bias=qkv_bias, tie_embeddings=tie)
   tokens = _tokens(model)
   full, _ = sj.forward(model.params, model.config, jnp.asarray(tokens))
   full = np.asarray(full)
-  logits, cache = _prefill(model, tokens)
+  logits, cache = _prefill(model, tokens, empty_cache=empty)
   for b, n in enumerate(LENS):  # prefill logits at each row's real positions
     np.testing.assert_allclose(np.asarray(logits)[b, :n], full[b, :n], atol=1e-5, rtol=0)
   pos = np.array(LENS)
@@ -49,6 +52,20 @@ def test_incremental_equals_full_forward(chunk, qkv_bias, tie):
                                    rtol=0)
     np.testing.assert_array_equal(np.asarray(cache.length_B), pos + chunk)
     pos = pos + chunk
+
+
+def test_a_prefill_that_skips_the_empty_cache_gives_the_same_logits_and_cache():
+  model = tiny_model()
+  tokens = _tokens(model)
+  want_logits, want = _prefill(model, tokens, capacity=128)
+  got_logits, got = _prefill(model, tokens, capacity=128, empty_cache=True)
+  for b, n in enumerate(LENS):
+    np.testing.assert_allclose(np.asarray(got_logits)[b, :n], np.asarray(want_logits)[b, :n],
+                               atol=1e-5, rtol=0)
+    for k_w, k_g in zip(want.k + want.v, got.k + got.v):
+      np.testing.assert_allclose(np.asarray(k_g)[b, :, :n], np.asarray(k_w)[b, :, :n], atol=1e-5,
+                                 rtol=1e-5)
+  np.testing.assert_array_equal(got.length_B, want.length_B)
 
 
 def test_rollback_is_o1_and_stale_slots_are_ignored():
@@ -103,9 +120,11 @@ def test_decode_loop_never_copies_the_cache():
   model = tiny_model()
   cfg = model.config
   opts = ar.Options(cfg, sj.Sampling(0.0), 16, 128, None)
-  hlo = ar._generate_jit.lower(model.params, np.zeros((2, 16), np.int32),
-                               np.array([16, 9], np.int32), jax.random.key(0),
-                               opts=opts).compile().as_text()
+  prompt_len_B, key = np.array([16, 9], np.int32), jax.random.key(0)
+  state = ar._prefill_jit(model.params, np.zeros((2, 16), np.int32), prompt_len_B, key,
+                          opts=opts)
+  hlo = ar._loop_jit.lower(model.params, state, prompt_len_B, key,
+                           opts=opts).compile().as_text()
   shape = f"f32[2,{cfg.num_kv_heads},128,{cfg.head_dim}]"
   body = [b for b in hlo.split("\n\n") if "while" in b.split("\n")[0] or "arg_tuple" in
           b.split("\n")[0]]
