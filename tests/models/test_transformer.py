@@ -68,6 +68,22 @@ def test_a_prefill_that_skips_the_empty_cache_gives_the_same_logits_and_cache():
   np.testing.assert_array_equal(got.length_B, want.length_B)
 
 
+def test_causal_blocks_of_query_rows_give_the_same_logits_and_cache(monkeypatch):
+  """Self-attention in blocks of CAUSAL_CHUNK query rows (a long prompt's) = in one block."""
+  from specjax.models import transformer
+  model = tiny_model()
+  tokens = _tokens(model)
+  want, _ = sj.forward(model.params, model.config, jnp.asarray(tokens))
+  want_logits, want_cache = _prefill(model, tokens, empty_cache=True)
+  monkeypatch.setattr(transformer, "CAUSAL_CHUNK", 5)  # blocks of 5, 5, 2 and 5 x 4 + 2
+  got, _ = sj.forward(model.params, model.config, jnp.asarray(tokens))
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5, rtol=0)
+  got_logits, got_cache = _prefill(model, tokens, empty_cache=True)
+  np.testing.assert_allclose(np.asarray(got_logits), np.asarray(want_logits), atol=1e-5, rtol=0)
+  for a, b in zip(got_cache.k + got_cache.v, want_cache.k + want_cache.v):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-5)
+
+
 def test_rollback_is_o1_and_stale_slots_are_ignored():
   model = tiny_model()
   tokens = _tokens(model)
