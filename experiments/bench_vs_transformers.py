@@ -93,7 +93,6 @@ def _prefill(cfg, model, ref, torch, T: int) -> dict:
   """specjax's prefill program vs transformers' forward with cache, last logits, T random ids."""
   ids = np.random.default_rng(T).integers(0, model.config.vocab_size, T).tolist()
   call = lambda: sj.generate(model, [ids], max_new_tokens=cfg.new_tokens, eos_id=None)
-  perf.timed_generation(call)  # compiles
   t_sj = float(np.median([perf.timed_generation(call)[1].prefill_seconds
                           for _ in range(cfg.repeats)]))
   x = torch.tensor([ids])

@@ -4,7 +4,7 @@ import os
 import platform
 import sys
 import time
-from typing import Callable, Tuple, TypeVar
+from typing import Callable, Optional, Tuple, TypeVar
 
 import jax
 import numpy as np
@@ -30,8 +30,10 @@ def compile_count() -> int:
   return _COMPILES[0]
 
 
-def timed(fn: Callable[[], T]) -> Tuple[T, float]:
-  """(fn(), seconds), blocking on the result; a call that compiled runs again, the rerun timed."""
+def _calls_until_compiled(fn: Callable[[], T]) -> Tuple[T, float, Optional[float]]:
+  """fn() (blocked on), run again if it compiled: (out, seconds of the last call, seconds of
+  the first when it compiled, else None)."""
+  first = None
   for _ in range(2):
     before = compile_count()
     t0 = time.perf_counter()
@@ -39,6 +41,13 @@ def timed(fn: Callable[[], T]) -> Tuple[T, float]:
     dt = time.perf_counter() - t0
     if compile_count() == before:
       break
+    first = dt
+  return out, dt, first
+
+
+def timed(fn: Callable[[], T]) -> Tuple[T, float]:
+  """(fn(), seconds), blocking on the result; a call that compiled runs again, the rerun timed."""
+  out, dt, _ = _calls_until_compiled(fn)
   return out, dt
 
 
@@ -58,19 +67,18 @@ def timed_generation(fn: Callable[[], T]) -> Tuple[T, GenerationTime]:
   The two programs are waited for one after the other (`engine.record_phases`),
   so the parts are measured, not inferred; waiting costs one host round trip.
   """
-  first = None
-  for _ in range(2):
-    before = compile_count()
+  logs = []
+
+  def call():
     with engine.record_phases() as log:
-      t0 = time.perf_counter()
-      out = jax.block_until_ready(fn())
-      dt = time.perf_counter() - t0
+      out = fn()
     if len(log) != 1:
       raise ValueError(f"timed_generation times one generation per call, this one ran {len(log)}")
-    if compile_count() == before:
-      break
-    first = dt
-  p = log[0]
+    logs.append(log[0])
+    return out
+
+  out, dt, first = _calls_until_compiled(call)
+  p = logs[-1]
   return out, GenerationTime(seconds=dt, prefill_seconds=p["prefill_s"], loop_seconds=p["loop_s"],
                              prefill_tokens=p["prefill_tokens"],
                              compile_seconds=max(0.0, first - dt) if first is not None else 0.0)
