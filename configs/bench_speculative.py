@@ -18,6 +18,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   cfg.drafts = ("self:1", "lookup:3")
   cfg.dtype = "float32"      # 'bfloat16' on accelerators; fp32 is much faster on CPU
   cfg.k = 4                  # draft tokens per iteration
+  cfg.adaptive_k = False     # True: also each draft with adaptive K up to k (sj.AdaptiveK)
   cfg.new_tokens = 128       # per generation (no EOS: ArS and SpS emit the same count)
   # Text needs a tokenizer; a target without one gets 24 random ids.
   cfg.prompt = 'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n'

@@ -21,6 +21,10 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
   cfg.drafters = ("smollm2-135m-eagle", "smollm2-135m-draft", "self:8", "lookup:3")
   cfg.dtype = "float32"      # 'bfloat16' on accelerators; fp32 is much faster on CPU
   cfg.k = 4
+  # True: each drafter also gets an "SpS[<drafter>] adaptive" row (per-row draft lengths up
+  # to k from the running acceptance and the measured c and r: sj.AdaptiveK), and the K sweep
+  # an adaptive line up to its largest K.
+  cfg.adaptive_k = False
   cfg.batch = 1              # rows per generate call (the paper: 1)
   cfg.seed = 0
   cfg.pad_multiple = 128     # prompt widths are bucketed: one compilation per bucket and row

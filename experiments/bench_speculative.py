@@ -15,7 +15,8 @@ accepted length in place of the i.i.d. formula, which isolates the loop's own
 cost. Decode-only ms/token (the loop program's time over the tokens it emitted,
 prefill excluded: `perf.timed_generation`), their speedup, the loop's efficiency
 (decode-only speedup / predicted from the mean accepted length) and the prefill's
-share of SpS's time.
+share of SpS's time. `--config.adaptive_k=True` adds a row per draft with adaptive K
+(`sj.AdaptiveK`, its c and r measured first), timed in the same rounds as ArS.
 
 `--config.heldout_from=DIR` (a make_replies workdir) runs `heldout_prompts` of its held-out
 chat prompts instead of the one `prompt`, each at batch 1, one after the other: ms/token and
@@ -52,21 +53,27 @@ def _seconds(calls, repeats):
   return tuple(float(np.median([r[i] for r in runs])) for i in range(3))
 
 
-def _round(target, draft, k, context, repeats, ars_calls, sps_calls, n_ars, n_sps, alpha, mal):
-  """One round: c, r, ArS and SpS seconds per token (end to end and decode-only), side by side."""
+def _round(target, draft, k, context, repeats, ars_calls, sps_calls, n_ars, n_sps, alpha, mal,
+           k_mean):
+  """One round: c, r, ArS and SpS seconds per token (end to end and decode-only), side by side.
+
+  `k_mean`: the mean draft length (k, or less with adaptive K): the predictions take it for
+  k, and r at it on the line through t(1) and t(k + 1).
+  """
   costs = perf.measure_costs(target, {"d": draft}, k, context)["d"]
   s_ars, loop_ars, m_ars = _seconds(ars_calls, repeats)
   s_sps, loop_sps, m_sps = _seconds(sps_calls, repeats)
   t_ars, t_sps = s_ars / n_ars, s_sps / n_sps
   d_ars, d_sps = loop_ars / m_ars, loop_sps / m_sps
-  from_len = perf.predicted_from_mean_length(mal, k, costs.c, costs.r)
-  return dict(ars_ms_per_token=1e3 * t_ars, sps_ms_per_token=1e3 * t_sps, c=costs.c, r=costs.r,
-              predicted_speedup=costs.predicted_speedup(alpha),
+  r = 1.0 + (costs.r - 1.0) * k_mean / k
+  from_len = perf.predicted_from_mean_length(mal, k_mean, costs.c, r)
+  return dict(ars_ms_per_token=1e3 * t_ars, sps_ms_per_token=1e3 * t_sps, c=costs.c, r=r,
+              predicted_speedup=perf.predicted_speedup(alpha, k_mean, costs.c, r),
               predicted_from_mean_len=from_len, measured_speedup=t_ars / t_sps,
               measured_over_predicted=(t_ars / t_sps) / from_len,
               ars_decode_ms_per_token=1e3 * d_ars, sps_decode_ms_per_token=1e3 * d_sps,
               decode_speedup=d_ars / d_sps,
-              loop_efficiency=perf.loop_efficiency(d_ars / d_sps, mal, k, costs.c, costs.r),
+              loop_efficiency=perf.loop_efficiency(d_ars / d_sps, mal, k_mean, costs.c, r),
               prefill_share_sps=(s_sps - loop_sps) / s_sps)
 
 
@@ -95,20 +102,31 @@ def main(cfg) -> None:
   n_ars = sum(int(o.lengths[0]) for o in ars)
   ars_calls = [lambda p=p: sj.generate(target, [p], **gen) for p in prompts]
   rows = []
-  for spec in cfg.drafts:
+  runs = [(spec, False) for spec in cfg.drafts]
+  if cfg.adaptive_k:
+    runs = [(spec, adaptive) for spec in cfg.drafts for adaptive in (False, True)]
+  for spec, adaptive in runs:
     draft = sj.build_drafter(spec, target, cfg.dtype)
-    sps = [sj.speculative_generate(target, draft, [p], k=k, **gen) for p in prompts]
+    sps_kw = dict(gen, k=k)
+    if adaptive:  # the policy from c and r measured here, before the rounds
+      cost = perf.measure_costs(target, {"d": draft}, k, context)["d"]
+      sps_kw["adaptive_k"] = sj.AdaptiveK(c=cost.c, r_slope=max(cost.r - 1.0, 0.0) / k)
+    sps = [sj.speculative_generate(target, draft, [p], **sps_kw) for p in prompts]
     for i, (x, y) in enumerate(zip(sps, ars)):
       if sampling.greedy and not np.array_equal(x.tokens, y.tokens):
         raise AssertionError(f"greedy SpS with {spec} differs from greedy ArS on prompt {i}")
-    sps_calls = [lambda p=p: sj.speculative_generate(target, draft, [p], k=k, **gen)
+    sps_calls = [lambda p=p: sj.speculative_generate(target, draft, [p], **sps_kw)
                  for p in prompts]
-    stats = sj.Stats.from_histogram(sum(o.stats.accepted_histogram for o in sps))
+    stats = sj.Stats.from_histogram(sum(o.stats.accepted_histogram for o in sps),
+                                    sum(o.stats.drafted for o in sps),
+                                    sum(o.stats.rejected for o in sps))
     a, mal = stats.alpha, stats.mean_accepted_length
+    k_mean = stats.drafted / stats.accepted_histogram.sum()
     n_sps = sum(int(o.lengths[0]) for o in sps)
     per_round = [_round(target, draft, k, context, cfg.repeats, ars_calls, sps_calls, n_ars,
-                        n_sps, a, mal) for _ in range(cfg.rounds)]
-    row = dict(draft=spec, k=k, rounds=cfg.rounds, prompts=len(prompts),
+                        n_sps, a, mal, k_mean) for _ in range(cfg.rounds)]
+    row = dict(draft=spec + (" adaptive" if adaptive else ""), k=k, mean_draft_length=k_mean,
+               rounds=cfg.rounds, prompts=len(prompts),
                acceptance_rate=stats.acceptance_rate, alpha=a, mean_accepted_length=mal,
                target_calls=sum(int(o.stats.target_calls) for o in sps),
                **{key: float(np.median([x[key] for x in per_round])) for key in per_round[0]},
@@ -116,12 +134,12 @@ def main(cfg) -> None:
                                                   for x in per_round])
     rows.append(row)
     print(json.dumps(row), flush=True)
-  print("\n| draft | k | ArS ms/tok | SpS ms/tok | accepted/proposed | alpha | mean len | c | r "
+  print("\n| draft | k (mean) | ArS ms/tok | SpS ms/tok | accepted/proposed | alpha | mean len | c | r "
         "| predicted | measured | measured/predicted(mean len) | decode-only ArS/SpS ms/tok "
         "| decode-only speedup | loop efficiency | SpS prefill share |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
   for x in rows:
-    print(f"| {x['draft']} | {x['k']} | {x['ars_ms_per_token']:.2f} | {x['sps_ms_per_token']:.2f} "
+    print(f"| {x['draft']} | {x['k']} ({x['mean_draft_length']:.2f}) | {x['ars_ms_per_token']:.2f} | {x['sps_ms_per_token']:.2f} "
           f"| {x['acceptance_rate']:.3f} | {x['alpha']:.3f} | {x['mean_accepted_length']:.2f} | "
           f"{x['c']:.3f} | {x['r']:.3f} | {x['predicted_speedup']:.2f}x | "
           f"{x['measured_speedup']:.2f}x | {x['measured_over_predicted']:.2f} | "

@@ -4,7 +4,7 @@
   model = sj.init_model(sj.ModelConfig(vocab_size=16), jax.random.key(0))
   out = sj.generate(model, [[1, 2, 3]], max_new_tokens=8, sampling=sj.Sampling(0.0))
 """
-from specjax.decoding import (Drafter, Features, FeatureDrafter, GenerateOutput, ModelDrafter,
+from specjax.decoding import (AdaptiveK, Drafter, Features, FeatureDrafter, GenerateOutput, ModelDrafter,
                               PromptLookup, Sampling, Stats, build_drafter, feature_draft,
                               generate, prompt_lookup, sample, self_draft, speculative_generate,
                               warp)

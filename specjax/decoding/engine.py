@@ -28,6 +28,7 @@ from flax import struct
 
 from specjax import sharding
 from specjax.decoding import inputs
+from specjax.decoding.adaptive import AdaptiveK, init_counts
 from specjax.decoding.sampling import Sampling
 from specjax.decoding.stats import Stats, init_stats
 from specjax.models.config import ModelConfig
@@ -55,6 +56,7 @@ class Options:  # static options of both loops: one compilation per distinct val
   eos_id: Optional[Tuple[int, ...]]  # stop ids
   placement: Optional[sharding.Placement] = None
   k: int = 0  # draft tokens per iteration: blocks of up to k + 1 tokens (ArS: 0)
+  adaptive: Optional[AdaptiveK] = None  # SpS: per-row draft lengths up to k (None: always k)
 
 
 def prepare(model: Model, prompts, max_new_tokens, sampling, key, eos_id, mesh, rules,
@@ -109,6 +111,8 @@ class LoopState:
   cache: KVCache        # the target's: the first n_B - 1 committed tokens
   draft_state: Any      # the drafter's (SpS), () for ArS
   stats: Stats
+  # Adaptive K: per row, decayed [accepted, rejected] verified drafts (`decoding.adaptive`).
+  counts_B2: Optional[jax.Array] = None
 
 
 def start(prompt_BT, prompt_len_B, cache: KVCache, draft_state, opts: Options) -> LoopState:
@@ -117,7 +121,8 @@ def start(prompt_BT, prompt_len_B, cache: KVCache, draft_state, opts: Options) -
   seq_BS = jnp.zeros((B, opts.capacity), jnp.int32).at[:, :width].set(prompt_BT)
   return LoopState(seq_BS=sharding.constrain(seq_BS, ("batch", None)), n_B=prompt_len_B,
                    done_B=jnp.zeros((B,), bool), cache=cache.rollback(prompt_len_B - 1),
-                   draft_state=draft_state, stats=init_stats(B, opts.k))
+                   draft_state=draft_state, stats=init_stats(B, opts.k),
+                   counts_B2=init_counts(B) if opts.adaptive else None)
 
 
 def emit_block(draft_BG, n_acc_B, next_B, room_B, eos_id):
@@ -142,12 +147,14 @@ def emit_block(draft_BG, n_acc_B, next_B, room_B, eos_id):
 
 
 def advance(s: LoopState, draft_BG, n_acc_B, next_B, cache: KVCache, draft_state,
-            opts: Options, draft_calls: int = 0, count: bool = True) -> LoopState:
+            opts: Options, draft_calls=0, count: bool = True, drafted_B=None) -> LoopState:
   """Emits each live row's block (`draft_BG[:, :n_acc]` then `next_B`) and counts it.
 
   `cache`: the target's after this iteration's call; it is rolled back to the
   new n_B - 1 (O(1)). `draft_state` is the drafter's, committed by the caller.
-  `count=False` (ArS's first token, from the prefill) counts no call and no block.
+  `drafted_B`: the drafts each row put to verification (default: k; adaptive K:
+  the row's length). `count=False` (ArS's first token, from the prefill) counts
+  no call and no block.
   """
   M = opts.max_new_tokens
   new_B = s.stats.new_tokens_B
@@ -165,6 +172,9 @@ def advance(s: LoopState, draft_BG, n_acc_B, next_B, cache: KVCache, draft_state
         target_calls=stats.target_calls + 1, draft_calls=stats.draft_calls + draft_calls,
         accepted_histogram_BG=stats.accepted_histogram_BG +
         jax.nn.one_hot(n_acc_B, opts.k + 1, dtype=jnp.int32) * live_B[:, None])
+    drafted_B = jnp.full_like(n_acc_B, opts.k) if drafted_B is None else drafted_B
+    stats = stats.replace(drafted_B=stats.drafted_B + jnp.where(live_B, drafted_B, 0),
+                          rejected_B=stats.rejected_B + (live_B & (n_acc_B < drafted_B)))
   return s.replace(seq_BS=seq_BS, n_B=n_B, done_B=s.done_B | (live_B & hit_B) | (new_B >= M),
                    cache=cache.rollback(n_B - 1), draft_state=draft_state, stats=stats)
 

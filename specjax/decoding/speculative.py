@@ -20,13 +20,15 @@ Loop invariants, per row, with n = committed tokens (prompt + output):
 (the newest is fed first in the next verification call); the drafter's
 state holds what its `commit(n)` says.
 """
+import dataclasses
 from typing import Optional
 
 import jax
 import jax.numpy as jnp
 
 from specjax import sharding
-from specjax.decoding import engine, inputs
+from specjax.decoding import adaptive, engine, inputs
+from specjax.decoding.adaptive import AdaptiveK
 from specjax.decoding.engine import GenerateOutput, Options
 from specjax.decoding.drafters import Drafter, Features, ModelDrafter, PromptLookup, build_drafter
 from specjax.decoding.feature_drafter import FeatureDrafter, drafter_of
@@ -36,13 +38,16 @@ from specjax.models.model import Model, param_logical_axes
 from specjax.models.transformer import check_hidden_layers, forward
 
 
-def accept_and_correct(p_BG1V, q_BGV, draft_BG, key):
+def accept_and_correct(p_BG1V, q_BGV, draft_BG, key, length_B=None):
   """Modified rejection sampling for a batch of rows, each independently.
 
   p_BG1V: target probabilities at the k + 1 positions; q_BGV: the draft
-  probabilities the k draft tokens were drawn from. Returns (n_accepted_B in
-  0..k, next_BV): the distribution of the token emitted after the accepted
-  ones (the normalised residual at the first rejection, p_{k+1} after k).
+  probabilities the k draft tokens were drawn from. `length_B` (adaptive K):
+  each row's draft length m <= k; drafts past it are rejected with q = 0, so
+  the token after m accepted ones comes from p_{m+1} (a bonus token). Returns
+  (n_accepted_B in 0..k, next_BV): the distribution of the token emitted after
+  the accepted ones (the normalised residual at the first rejection, p_{k+1}
+  after k).
   """
   B, G, V = q_BGV.shape
   p_x_BG = jnp.take_along_axis(p_BG1V[:, :G], draft_BG[..., None], axis=-1)[..., 0]
@@ -50,6 +55,10 @@ def accept_and_correct(p_BG1V, q_BGV, draft_BG, key):
   u_BG = jax.random.uniform(key, (B, G))
   # u < min(1, p/q)  <=>  u * q < p, since q(x) > 0 for a token drawn from q.
   accept_BG = u_BG * q_x_BG < p_x_BG
+  if length_B is not None:
+    in_draft_BG = jnp.arange(G) < length_B[:, None]
+    accept_BG &= in_draft_BG
+    q_BGV = jnp.where(in_draft_BG[..., None], q_BGV, 0.0)
   n_acc_B = jnp.sum(jnp.cumprod(accept_BG.astype(jnp.int32), axis=1), axis=1)
   # The distribution of the next token: residual at the first rejection, p_{k+1} after k.
   q_pad_BG1V = jnp.concatenate([q_BGV, jnp.zeros((B, 1, V), q_BGV.dtype)], axis=1)
@@ -85,30 +94,84 @@ def _loop(target_params, drafter, state: engine.LoopState, prompt_len_B, key, op
     return _loop_traced(target_params, drafter, state, prompt_len_B, key, opts)
 
 
-def _loop_traced(target_params, drafter, state, prompt_len_B, key, opts: Options):
-  k, cfg = opts.k, opts.config
+def _draft_and_verify(target_params, drafter, s: engine.LoopState, k: int, key,
+                      opts: Options):
+  """The drafter's k tokens and ONE target call on them: (draft_BG, q_BGV, p_BG1V, cache,
+  draft_state, the features the drafter reads (or None))."""
+  draft_BG, q_BGV, draft_state = drafter.propose(s.draft_state, s.seq_BS, s.n_B, k,
+                                                 opts.sampling, key)
+  last_B = jnp.take_along_axis(s.seq_BS, (s.n_B - 1)[:, None], axis=1)[:, 0]
+  verify_BG1 = jnp.concatenate([last_B[:, None], draft_BG], axis=1)
   layers = tuple(drafter.feature_layers)
+  if layers:
+    logits_BG1V, cache, hidden_BG1LD = forward(target_params, opts.config, verify_BG1, s.cache,
+                                               hidden_layers=layers)
+  else:
+    (logits_BG1V, cache), hidden_BG1LD = forward(target_params, opts.config, verify_BG1,
+                                                 s.cache), None
+  return draft_BG, q_BGV, warp(logits_BG1V, opts.sampling), cache, draft_state, hidden_BG1LD
+
+
+def _pad_to(x, size: int, axis: int = 1):
+  """x with zeros appended along `axis` up to `size`."""
+  pad = [(0, 0)] * x.ndim
+  pad[axis] = (0, size - x.shape[axis])
+  return jnp.pad(x, pad)
+
+
+def _adaptive_draft_and_verify(target_params, drafter, s: engine.LoopState, key, opts: Options):
+  """Adaptive K: each row's length (`adaptive.choose_lengths`), then the variant that drafts
+  and verifies as many as the longest live row wants (`lax.switch`), padded to k.
+
+  Returns `_draft_and_verify`'s outputs, the rows' lengths and the variant's index.
+  """
+  policy, k = opts.adaptive, opts.k
+  length_B = adaptive.choose_lengths(policy, s.counts_B2)
+  variant = adaptive.variant_for(policy, length_B, ~s.done_B)
+
+  def branch(m):
+    def run():
+      draft_BG, q_BGV, p_BG1V, cache, draft_state, hidden = _draft_and_verify(
+          target_params, drafter, s, m, key, opts)
+      return (_pad_to(draft_BG, k), _pad_to(q_BGV, k), _pad_to(p_BG1V, k + 1), cache,
+              draft_state, None if hidden is None else _pad_to(hidden, k + 1))
+    return run
+
+  outs = jax.lax.switch(variant, [branch(m) for m in policy.lengths])
+  lengths_M = jnp.asarray(policy.lengths, jnp.int32)
+  return outs + (jnp.minimum(length_B, lengths_M[variant]), variant)
+
+
+def _loop_traced(target_params, drafter, state, prompt_len_B, key, opts: Options):
+  k, policy = opts.k, opts.adaptive
 
   def body(s: engine.LoopState) -> engine.LoopState:
     it = s.stats.target_calls  # one target call per iteration
     k_draft, k_acc, k_next = jax.random.split(jax.random.fold_in(key, it), 3)
-    draft_BG, q_BGV, draft_state = drafter.propose(s.draft_state, s.seq_BS, s.n_B, k,
-                                                   opts.sampling, k_draft)
-    last_B = jnp.take_along_axis(s.seq_BS, (s.n_B - 1)[:, None], axis=1)[:, 0]
-    verify_BG1 = jnp.concatenate([last_B[:, None], draft_BG], axis=1)
-    if layers:  # ONE target call, with the features the drafter reads
-      logits_BG1V, cache, hidden_BG1LD = forward(target_params, cfg, verify_BG1, s.cache,
-                                                 hidden_layers=layers)
-      features = dict(features=Features(hidden_BG1LD, s.n_B - 1))
-    else:  # ONE target call
-      logits_BG1V, cache = forward(target_params, cfg, verify_BG1, s.cache)
-      features = {}
-    p_BG1V = warp(logits_BG1V, opts.sampling)
-    n_acc_B, next_BV = accept_and_correct(p_BG1V, q_BGV, draft_BG, k_acc)
+    if policy is None:
+      draft_BG, q_BGV, p_BG1V, cache, draft_state, hidden = _draft_and_verify(
+          target_params, drafter, s, k, k_draft, opts)
+      length_B, draft_calls = None, drafter.calls_per_proposal(k)
+    else:
+      draft_BG, q_BGV, p_BG1V, cache, draft_state, hidden, length_B, variant = \
+          _adaptive_draft_and_verify(target_params, drafter, s, k_draft, opts)
+      draft_calls = jnp.asarray([drafter.calls_per_proposal(m) for m in policy.lengths])[variant]
+    n_acc_B, next_BV = accept_and_correct(p_BG1V, q_BGV, draft_BG, k_acc, length_B)
     next_B = sample(k_next, next_BV, opts.sampling)
+    live_B, start_B = ~s.done_B, s.n_B - 1  # the verification's first position
     s = engine.advance(s, draft_BG, n_acc_B, next_B, cache, draft_state, opts,
-                       draft_calls=drafter.calls_per_proposal(k))
-    return s.replace(draft_state=drafter.commit(s.draft_state, s.n_B, **features))
+                       draft_calls=draft_calls, drafted_B=length_B)
+    if policy is not None:
+      s = s.replace(counts_B2=adaptive.update_counts(s.counts_B2, n_acc_B, n_acc_B < length_B,
+                                                     live_B, policy.decay))
+    if hidden is None:
+      return s.replace(draft_state=drafter.commit(s.draft_state, s.n_B))
+    commit = lambda m: lambda: drafter.commit(s.draft_state, s.n_B,
+                                              features=Features(hidden[:, :m + 1], start_B))
+    if policy is None:
+      return s.replace(draft_state=commit(k)())
+    # The features of the variant's m + 1 verified positions (a shorter rewrite call).
+    return s.replace(draft_state=jax.lax.switch(variant, [commit(m) for m in policy.lengths]))
 
   out, state = engine.run(state, body, prompt_len_B, opts)
   return out + (state.cache, state.draft_state)
@@ -158,7 +221,8 @@ def speculative_generate(target: Model, draft, prompts, k: int = 4, max_new_toke
                          sampling: Sampling = Sampling(temperature=0.0),
                          key: Optional[jax.Array] = None, eos_id=inputs.MODEL_EOS,
                          return_state: bool = False, mesh=None, rules=None,
-                         draft_rules=None, pad_multiple: int = 16) -> GenerateOutput:
+                         draft_rules=None, pad_multiple: int = 16,
+                         adaptive_k: Optional[AdaptiveK] = None) -> GenerateOutput:
   """`sj.speculative_generate(target, draft, prompts, k, max_new_tokens, sampling, key)`.
 
   `draft`: a Model sharing the target's vocab (a trained draft, `sj.self_draft`),
@@ -170,6 +234,9 @@ def speculative_generate(target: Model, draft, prompts, k: int = 4, max_new_toke
   `mesh` shards both models (target by `rules`, draft by `draft_rules`,
   default: the target's; `sharding.REPLICATED_RULES` keeps a small draft whole
   on every device) and splits the batch over 'data'.
+  `adaptive_k` (`sj.AdaptiveK`): each row drafts up to k tokens per iteration, as
+  many as its running acceptance and the costs make worth it (`decoding.adaptive`);
+  None: always k.
   """
   if isinstance(k, bool) or not isinstance(k, int) or k < 1:
     raise ValueError(f"k (draft tokens per iteration) must be an integer >= 1, got {k!r}")
@@ -179,6 +246,13 @@ def speculative_generate(target: Model, draft, prompts, k: int = 4, max_new_toke
       target, prompts, max_new_tokens, sampling, key, eos_id, mesh, rules, k=k,
       max_len=min(target.config.max_len, draft_max_len or target.config.max_len),
       pad_multiple=pad_multiple)
+  if adaptive_k is not None:
+    if not isinstance(adaptive_k, AdaptiveK):
+      raise ValueError(f"adaptive_k must be a specjax.AdaptiveK or None, got "
+                       f"{type(adaptive_k).__name__}")
+    # A drafter that calls no model (prompt lookup) drafts for free.
+    c = adaptive_k.c if drafter.calls_per_proposal(k) else 0.0
+    opts = dataclasses.replace(opts, adaptive=adaptive_k.for_k(k, c))
   tokens, lengths, stats, cache, draft_state = engine.two_phases(
       lambda: _prefill_jit(params, drafter, prompt_BT, prompt_len_B, opts=opts),
       lambda state: _loop_jit(params, drafter, state, prompt_len_B, key, opts=opts))

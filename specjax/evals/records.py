@@ -10,6 +10,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from specjax.decoding.stats import Stats
+
 
 def _key(items) -> tuple:
   return tuple(tuple(x) for x in items)
@@ -48,8 +50,19 @@ def record(method: str, items, out, time, texts: bool = True) -> dict:
            prefill_tokens=time.prefill_tokens, compile_seconds=time.compile_seconds,
            lengths=np.asarray(out.lengths).tolist(),
            histogram=out.stats.accepted_histogram.tolist(),
-           target_calls=int(out.stats.target_calls))
+           target_calls=int(out.stats.target_calls), drafted=out.stats.drafted,
+           rejected=out.stats.rejected)
   return dict(r, texts=out.texts) if texts else r
+
+
+def summed_stats(recs: Sequence[dict]) -> Stats:
+  """The acceptance figures of records summed (`Stats.from_histogram`): with their drafted
+  and rejected counts where every record kept them (records from before assume a fixed k)."""
+  hist = np.sum([r["histogram"] for r in recs], axis=0)
+  if not all("drafted" in r for r in recs):
+    return Stats.from_histogram(hist)
+  return Stats.from_histogram(hist, sum(r["drafted"] for r in recs),
+                              sum(r["rejected"] for r in recs))
 
 
 def finished_part(groups: Sequence[list], recs: Dict[str, list]

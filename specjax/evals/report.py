@@ -7,7 +7,8 @@ import numpy as np
 
 TABLE_COLUMNS = ["task", "mode", "method", "examples", "metrics", "ms_per_token", "speedup",
                  "decode_ms_per_token", "decode_speedup", "loop_efficiency",
-                 "acceptance_rate", "alpha", "mean_accepted_length", "c", "r",
+                 "acceptance_rate", "alpha", "mean_accepted_length", "mean_draft_length", "c",
+                 "r",
                  "predicted_speedup", "new_tokens", "seconds", "prefill_s", "loop_s",
                  "target_s", "draft_s", "loop_rest_s", "host_s", "compile_s", "identical_to_ars"]
 
@@ -29,7 +30,8 @@ def table_markdown(title: str, rows: List[dict], bullets: Sequence[str]) -> str:
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     pred = "-" if "predicted_speedup" not in r else (
-        f"{r['predicted_speedup']:.2f}x (a={r['alpha']:.2f}, c={r['c']:.3f}, r={r['r']:.2f})")
+        f"{r['predicted_speedup']:.2f}x (a={r['alpha']:.2f}, c={r['c']:.3f}, r={r['r']:.2f}"
+        + (f", mean K={r['mean_draft_length']:.2f})" if "mean_draft_length" in r else ")"))
     share = r["prefill_s"] / r["seconds"] if "prefill_s" in r and r["seconds"] else None
     lines.append(f"| {r['task']} | {r['mode']} | {r['method']} | {metric_text(r['metrics'])} | "
                  f"{r['ms_per_token']:.2f} | {r['speedup']:.2f}x | "
@@ -45,7 +47,7 @@ def sweep_markdown(rows: List[dict], new_tokens: int) -> str:
   """Figure 1 as a table: one line per K of `k_sweep.run_sweep`."""
   lines = [f"| K | s per {new_tokens} tokens (mean ± std) | mean accepted length/(K+1) | "
            "accepted/proposed | ms/loop |", "|---|---|---|---|---|"]
-  lines += [f"| {r['K']} | {r['mean_s']:.2f} ± {r['std_s']:.2f} | {r['accepted_over_k1']:.3f} | "
+  lines += [f"| {r.get('line', r['K'])} | {r['mean_s']:.2f} ± {r['std_s']:.2f} | {r['accepted_over_k1']:.3f} | "
             f"{r['acceptance_rate']:.3f} | {r['ms_per_loop']:.1f} |" for r in rows]
   return "\n".join(lines) + "\n"
 
@@ -65,8 +67,15 @@ def plot_sweep(rows: List[dict], path: str, new_tokens: int, title: str) -> None
   import matplotlib  # the eval extra
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  adaptive = [r for r in rows if r.get("line", r["K"]) != r["K"]]  # at its mean draft length
+  rows = [r for r in rows if r not in adaptive]
   K = [r["K"] for r in rows]
   fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
+  for r in adaptive:
+    ax[0].errorbar([r["K"]], [r["mean_s"]], yerr=[r["std_s"]], fmt="*", ms=12, capsize=3,
+                   label=f"K {r['line']}")
+    ax[1].plot([r["K"]], [r["acceptance_rate"]], "*", ms=12, label=f"K {r['line']}")
+    ax[2].plot([r["K"]], [r["ms_per_loop"]], "*", ms=12)
   mean = np.array([r["mean_s"] for r in rows])
   ax[0].errorbar(K, mean, yerr=[r["std_s"] for r in rows], fmt="o-", capsize=3, label="mean ± std")
   ax[0].fill_between(K, [r["min_s"] for r in rows], [r["max_s"] for r in rows], alpha=0.2,

@@ -24,12 +24,12 @@ import numpy as np
 
 from specjax.decoding.drafters import build_drafter
 from specjax.decoding.sampling import Sampling
-from specjax.decoding.stats import Stats
 from specjax.evals import report
 from specjax.evals import tasks as tasks_lib
 from specjax.evals.k_sweep import run_sweep
-from specjax.evals.methods import ARS, drafter_name, generation, method_names
-from specjax.evals.records import Records, finished_part, record
+from specjax.evals.methods import (ARS, adaptive_policy, drafter_name, generation, is_adaptive,
+                                   method_names)
+from specjax.evals.records import Records, finished_part, record, summed_stats
 from specjax.models.registry import load
 from specjax.perf import costs as costs_lib
 from specjax.perf.accounting import account, loop_efficiency
@@ -58,6 +58,8 @@ def check_config(cfg) -> None:
   for name, lo in [("k", 1), ("batch", 1), ("pad_multiple", 1), ("cost_repeats", 1),
                    ("cost_context", 0)]:
     _positive_int(cfg, name, lo)
+  if not isinstance(cfg.get("adaptive_k", False), bool):
+    raise ValueError(f"config.adaptive_k must be True or False, got {cfg.adaptive_k!r}")
   if not cfg.drafters:
     raise ValueError("config.drafters is empty: SpS rows need at least one drafter")
   if len(set(cfg.drafters)) != len(cfg.drafters):
@@ -101,13 +103,16 @@ def fingerprint(cfg) -> dict:
   return dict(target=cfg.target, dtype=cfg.dtype, k=cfg.k, batch=cfg.batch, seed=cfg.seed,
               pad_multiple=cfg.pad_multiple, tasks=tasks,
               sweep=dict(task=cfg.sweep.task, new_tokens=cfg.sweep.new_tokens,
-                         sampling=dict(cfg.sweep.sampling)), prompt_format=1)
+                         sampling=dict(cfg.sweep.sampling)), prompt_format=1,
+              # Only when on, so that workdirs from before the switch still resume.
+              **(dict(adaptive_k=True) if cfg.get("adaptive_k") else {}))
 
 
 def run_rows(cfg, workdir, target, drafters, task, mode, ids, progress,
-             generate: bool = True) -> Tuple[list, Dict[str, list]]:
+             generate: bool = True, costs=None) -> Tuple[list, Dict[str, list]]:
   """Generates every (example, sample) of one task and mode with every method.
 
+  `costs`: the task's measured {drafter: {c, r, ...}}, which adaptive rows' policies use.
   Returns the groups of items (one generate call each) and, per method, the
   record of each group: None where it is missing (only when not `generate`).
   """
@@ -116,7 +121,7 @@ def run_rows(cfg, workdir, target, drafters, task, mode, ids, progress,
   items = [(e, s) for e in range(len(task.examples)) for s in range(tcfg.samples[mode])]
   groups = [items[i:i + cfg.batch] for i in range(0, len(items), cfg.batch)]
   records = Records(os.path.join(workdir, "records", f"{task.name}.{mode}.jsonl"))
-  methods = method_names(cfg.drafters)
+  methods = method_names(cfg.drafters, cfg.get("adaptive_k", False))
   for g, group in enumerate(groups):
     e, s = group[0]  # the key follows the items, not the group's index: extensions keep it
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(cfg.seed), e), s)
@@ -126,8 +131,11 @@ def run_rows(cfg, workdir, target, drafters, task, mode, ids, progress,
         progress.skip()
       else:
         draft = None if method == ARS else drafters[drafter_name(method)]
+        policy = adaptive_policy(cfg.k, (costs or {}).get(drafter_name(method))) \
+            if is_adaptive(method) else None
         out, dt = timed_generation(generation(
-            target, draft, [ids[e] for e, _ in group], cfg.k, max_new_tokens=tcfg.max_new_tokens,
+            target, draft, [ids[e] for e, _ in group], cfg.k, adaptive_k=policy,
+            max_new_tokens=tcfg.max_new_tokens,
             sampling=sampling, key=key, eos_id=list(task.stop_ids), pad_multiple=cfg.pad_multiple))
         records.add(record(method, group, out, dt))
         progress.advance(task=task.name, mode=mode)
@@ -136,7 +144,11 @@ def run_rows(cfg, workdir, target, drafters, task, mode, ids, progress,
 
 def summarize_row(task, mode, method, recs, k: int, costs, ars_ms, ars_decode_ms=None):
   """One table row; c, r, the predicted speedup and the loop's split only where `costs` has
-  the drafter; decode-only figures where the records have the prefill timed apart."""
+  the drafter; decode-only figures where the records have the prefill timed apart.
+
+  An adaptive row's prediction and split take its mean draft length for k, and r at that
+  length on the line through t(1) and t(k + 1) (the policy's own cost model).
+  """
   hist = np.sum([r["histogram"] for r in recs], axis=0)
   tokens = int(sum(sum(r["lengths"]) for r in recs))
   seconds = float(sum(r["seconds"] for r in recs))
@@ -144,10 +156,16 @@ def summarize_row(task, mode, method, recs, k: int, costs, ars_ms, ars_decode_ms
   row = dict(task=task.name, mode=mode, method=method, new_tokens=tokens, seconds=seconds,
              ms_per_token=ms, speedup=(ars_ms / ms) if ars_ms else 1.0)
   if method != ARS:
-    stats = Stats.from_histogram(hist)
+    stats = summed_stats(recs)
     row.update(acceptance_rate=stats.acceptance_rate, alpha=stats.alpha,
                mean_accepted_length=stats.mean_accepted_length)
     cost = (costs or {}).get(drafter_name(method))
+    if is_adaptive(method) and hist.sum():
+      k_mean = stats.drafted / hist.sum()
+      row["mean_draft_length"] = k_mean
+      if cost:
+        cost = dict(cost, r=1.0 + (cost["r"] - 1.0) * k_mean / k)
+      k = k_mean
     if cost:
       row.update(c=cost["c"], r=cost["r"], predicted_speedup=costs_lib.predicted_speedup(
           stats.alpha, k, cost["c"], cost["r"]))
@@ -219,10 +237,10 @@ def run(cfg, workdir: str, report_only: bool = False,
   drafters = {} if report_only else {d: build_drafter(d, target, cfg.dtype) for d in cfg.drafters}
   task_list = [tasks_lib.build(name, target.tokenizer, cfg[name]) for name in cfg.tasks]
   ids = {t.name: [target.tokenizer.encode(ex.prompt) for ex in t.examples] for t in task_list}
-  methods = method_names(cfg.drafters)
+  methods = method_names(cfg.drafters, cfg.get("adaptive_k", False))
   sweep_prompts = min(cfg.sweep.prompts, len(ids.get(cfg.sweep.task, []))) if cfg.sweep.ks else 0
   total = sum(-(-len(t.examples) * cfg[t.name].samples[m] // cfg.batch) * len(methods)
-              for t in task_list for m in cfg[t.name].modes) + len(cfg.sweep.ks) * sweep_prompts
+              for t in task_list for m in cfg[t.name].modes) + (len(cfg.sweep.ks) + bool(cfg.get("adaptive_k"))) * sweep_prompts
   if report_only:
     print(f"reporting on {workdir} (nothing generated) out of {total} timed generations",
           flush=True)
@@ -241,7 +259,7 @@ def run(cfg, workdir: str, report_only: bool = False,
     costs[task.name] = measured.get(context, {})
     for mode in cfg[task.name].modes:
       groups, recs = run_rows(cfg, workdir, target, drafters, task, mode, ids[task.name],
-                              progress, generate=not report_only)
+                              progress, generate=not report_only, costs=costs[task.name])
       examples, recs = finished_part(groups, recs)
       if len(examples) < len(task.examples):
         partial.append(f"{task.name} {mode} {len(examples)}/{len(task.examples)}")
@@ -258,8 +276,11 @@ def run(cfg, workdir: str, report_only: bool = False,
           row["identical_to_ars"] = float(np.mean(
               [a["texts"] == b["texts"] for a, b in zip(recs[method], recs[ARS])]))
         rows.append(dict(row, examples=len(examples), metrics=metrics[method]))
+  policy = None
+  if cfg.sweep.ks and cfg.get("adaptive_k") and not report_only:
+    policy = adaptive_policy(cfg.k, costs.get(cfg.sweep.task, {}).get(cfg.drafters[0]))
   sweep = run_sweep(cfg, workdir, target, drafters.get(cfg.drafters[0]), ids[cfg.sweep.task],
-                    progress, generate=not report_only) if cfg.sweep.ks else []
+                    progress, generate=not report_only, policy=policy) if cfg.sweep.ks else []
   progress.close()
   notes = list(NOTES)
   sweep_done = sweep[0]["prompts"] if sweep else 0

@@ -24,17 +24,18 @@ from specjax.perf.timing import median_seconds
 
 
 def seconds_per_call(model, tokens_per_call: int, context: int = 64, calls: int = 16,
-                     repeats: int = 3) -> float:
-  """Seconds per forward call of `tokens_per_call` tokens at batch 1 after `context` tokens.
+                     repeats: int = 3, batch: int = 1) -> float:
+  """Seconds per forward call of `tokens_per_call` tokens per row, on `batch` rows (default
+  1), after `context` tokens.
 
   `model`: anything with `params` and `config` (a `Model`, a `ModelDrafter`). The
   calls run inside one jitted fori_loop (as in the samplers' loops), each rolling
   the cache back so that every call sees the same context length.
   """
   cfg = model.config
-  cache = init_cache(cfg, 1, context + tokens_per_call + 64)
-  _, cache = forward(model.params, cfg, jnp.ones((1, context), jnp.int32), cache)
-  toks = jnp.ones((1, tokens_per_call), jnp.int32)
+  cache = init_cache(cfg, batch, context + tokens_per_call + 64)
+  _, cache = forward(model.params, cfg, jnp.ones((batch, context), jnp.int32), cache)
+  toks = jnp.ones((batch, tokens_per_call), jnp.int32)
 
   @jax.jit
   def run(params, cache):

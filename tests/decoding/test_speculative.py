@@ -307,8 +307,8 @@ def test_mismatched_vocab_and_bad_drafters_are_rejected():
 
 
 def test_alpha_counts_only_verified_drafts():
-  stats = init_stats(2, 2).replace(
-      accepted_histogram_BG=jnp.array([[2, 1, 0], [0, 0, 3]]))
+  stats = init_stats(2, 2).replace(  # no per-row counts: a fixed k = 2 is assumed
+      accepted_histogram_BG=jnp.array([[2, 1, 0], [0, 0, 3]]), drafted_B=None, rejected_B=None)
   # 7 drafts accepted; 3 iterations ended in a rejection; the 3 drafts after those never ran.
   assert stats.alpha == 7 / 10
   assert stats.acceptance_rate == 7 / 12

@@ -8,7 +8,7 @@ import pytest
 from configs import table1 as table1_configs
 from specjax import perf
 from specjax.evals import records, report, table1
-from specjax.evals.methods import drafter_name, method_names
+from specjax.evals.methods import adaptive_policy, drafter_name, is_adaptive, method_names
 
 
 def test_report_only_needs_a_run_to_report_on(tmp_path):
@@ -100,3 +100,68 @@ def test_predicted_speedup():
   assert perf.predicted_speedup(0.5, 2, 0.1, 1.2) == pytest.approx(1.75 / 1.4)
   assert np.isnan(perf.predicted_speedup(float("nan"), 4, 0.1, 1.0))
   assert perf.predicted_from_mean_length(2.0, 4, 0.25, 1.0) == 1.0
+
+
+def test_adaptive_method_names_round_trip():
+  names = method_names(["d", "lookup:3"], adaptive=True)
+  assert names == ["ArS", "SpS[d]", "SpS[d] adaptive", "SpS[lookup:3]", "SpS[lookup:3] adaptive"]
+  assert [drafter_name(m) for m in names[1:]] == ["d", "d", "lookup:3", "lookup:3"]
+  assert [is_adaptive(m) for m in names] == [False, False, True, False, True]
+
+
+def test_the_adaptive_policy_comes_from_the_measured_costs():
+  policy = adaptive_policy(4, dict(c=0.05, r=1.4))
+  assert policy.c == 0.05 and policy.r_slope == pytest.approx(0.1)
+  with pytest.raises(ValueError, match="measured c and r"):
+    adaptive_policy(4, None)
+
+
+def test_an_adaptive_row_predicts_at_its_mean_draft_length():
+  class Task:
+    name = "code"
+  # 4 blocks that drafted 6 tokens in all (mean 1.5), accepted 4, 2 ended in a rejection.
+  recs = [dict(histogram=[1, 2, 1], drafted=6, rejected=2, lengths=[8], seconds=0.08)]
+  row = table1.summarize_row(Task, "greedy", "SpS[d] adaptive", recs, 2,
+                             {"d": dict(c=0.1, r=1.2)}, ars_ms=20.0)
+  assert row["mean_draft_length"] == 1.5 and row["alpha"] == pytest.approx(4 / 6)
+  assert row["r"] == pytest.approx(1.15)  # r at 1.5 drafts on the line through r(0) and r(2)
+  assert row["predicted_speedup"] == pytest.approx(perf.predicted_speedup(4 / 6, 1.5, 0.1, 1.15))
+  assert "mean K=1.50" in report.table_markdown("T", [dict(row, metrics={})], [])
+
+
+def test_adaptive_rows_and_sweep_line_run_on_a_tiny_model(tmp_path):
+  """Table 1's runner with `adaptive_k`: the adaptive rows and the sweep's adaptive line."""
+  import specjax as sj
+  from specjax.evals.k_sweep import run_sweep
+  from specjax.workdir import Progress
+  from tests.helpers import tiny_model
+
+  class Task:
+    name = "summarization"
+    examples = [0, 1]
+    stop_ids = (0,)
+
+  cfg = table1_configs.get_config("test")
+  cfg.adaptive_k = True
+  cfg.drafters = ("lookup:3",)
+  cfg.summarization.max_new_tokens = 12
+  cfg.sweep.ks, cfg.sweep.new_tokens = (0, 2), 10
+  target = tiny_model(seed=3)
+  drafters = {"lookup:3": sj.prompt_lookup(3)}
+  ids = [[1, 2, 3, 1, 2, 3, 1], [5, 6, 7]]
+  costs = {"lookup:3": dict(c=0.0, r=1.2, t_target_1_ms=1.0)}
+  groups, recs = table1.run_rows(cfg, str(tmp_path), target, drafters, Task, "greedy", ids,
+                                 Progress(100), costs=costs)
+  assert set(recs) == {"ArS", "SpS[lookup:3]", "SpS[lookup:3] adaptive"}
+  # Greedy: the adaptive rows' tokens are ArS's.
+  assert [r["texts"] for r in recs["SpS[lookup:3] adaptive"]] == [r["texts"] for r in recs["ArS"]]
+  ars = [r["lengths"] for r in recs["ArS"]]
+  assert [r["lengths"] for r in recs["SpS[lookup:3] adaptive"]] == ars
+  row = table1.summarize_row(Task, "greedy", "SpS[lookup:3] adaptive",
+                             recs["SpS[lookup:3] adaptive"], cfg.k, costs, ars_ms=1.0)
+  assert 1 <= row["mean_draft_length"] <= cfg.k
+  sweep = run_sweep(cfg, str(tmp_path), target, drafters["lookup:3"], ids, Progress(100),
+                    policy=adaptive_policy(cfg.k, costs["lookup:3"]))
+  assert [r["line"] for r in sweep] == [0, 2, "<= 2, adaptive"]
+  assert 1 <= sweep[-1]["K"] <= 2
+  assert "| <= 2, adaptive |" in report.sweep_markdown(sweep, 10)

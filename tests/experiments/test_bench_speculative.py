@@ -25,13 +25,15 @@ def test_tiny_run_prints_the_table_and_writes_the_json(tmp_path):
   out = tmp_path / "sps.json"
   # Prompt lookup only: a model draft would add compilations (c is tested in tests/perf).
   proc = _run("--config.drafts=lookup:3", "--config.new_tokens=8", "--config.repeats=1",
-              "--config.rounds=1", f"--config.out={out}")
+              "--config.rounds=1", "--config.adaptive_k=True", f"--config.out={out}")
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert "| draft | k | ArS ms/tok | SpS ms/tok |" in proc.stdout
-  assert [l for l in proc.stdout.splitlines() if l.startswith("| lookup:3 | 4 |")]
+  assert "| draft | k (mean) | ArS ms/tok | SpS ms/tok |" in proc.stdout
+  assert [l for l in proc.stdout.splitlines() if l.startswith("| lookup:3 | 4 (4.00) |")]
+  assert [l for l in proc.stdout.splitlines() if l.startswith("| lookup:3 adaptive | 4 (")]
   res = json.loads(out.read_text())
   assert res["target"] == "random:tiny" and res["machine"]["backend"] == "cpu"
-  (row,) = res["rows"]
+  row, adaptive = res["rows"]
+  assert 1 <= adaptive["mean_draft_length"] <= 4 and adaptive["draft"] == "lookup:3 adaptive"
   assert set(row) >= {"draft", "k", "acceptance_rate", "alpha", "mean_accepted_length",
                       "ars_ms_per_token", "sps_ms_per_token", "c", "r", "predicted_speedup",
                       "predicted_from_mean_len", "measured_speedup", "measured_over_predicted",

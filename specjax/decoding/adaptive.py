@@ -1,0 +1,102 @@
+"""Adaptive K: each row's draft length per iteration, from its running acceptance and the costs.
+
+Per row the loop keeps decayed counts of verified draft positions, accepted
+and rejected (`init_counts`, `update_counts`); their ratio, with a weak prior,
+estimates the row's per-position acceptance a. Before drafting, each row gets
+the length m in `AdaptiveK.lengths` that maximises Leviathan et al.'s expected
+tokens per unit cost,
+
+  (1 + a + ... + a^m) / (m c + r(m)),   r(m) = 1 + r_slope m,
+
+c the draft's cost per token and r(m) a verification of m + 1 positions, both
+relative to one target call on one token (`perf.measure_costs` measures them:
+r_slope = (r - 1) / k). The iteration drafts and verifies as many tokens as
+the longest live row wants: one of `len(lengths)` compiled variants of the
+loop's body, chosen with `lax.switch`, so that shorter drafts are also
+cheaper verification calls. Rows that want fewer stop early: a draft token
+past a row's m is rejected with q = 0 there, so the token emitted at m comes
+from p itself, the bonus token of a draft of length m.
+
+Exact: m depends only on the row's earlier acceptances, fixed before this
+iteration's draft is drawn; speculative sampling is exact for any draft length
+decided in advance, so the output's law is the target's, and greedy output is
+the target's greedy output.
+"""
+import dataclasses
+from typing import Tuple
+
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptiveK:
+  """`sj.AdaptiveK(c, r_slope)`: per-row draft lengths in `lengths` (<= the call's k).
+
+  c: the draft's cost per drafted token over a target call's (0 for prompt
+  lookup: the loop uses 0 for drafters that call no model); r_slope: the
+  verification's extra cost per extra position over a target call on one token;
+  lengths: the draft lengths compiled (empty: 1, about k / 2, and k); decay:
+  per iteration, how much of a row's acceptance history is kept; prior_alpha
+  and prior_weight: the estimate before any verification (a pseudo-count).
+  """
+  c: float = 0.05
+  r_slope: float = 0.08
+  lengths: Tuple[int, ...] = ()
+  decay: float = 0.8
+  prior_alpha: float = 0.5
+  prior_weight: float = 2.0
+
+  def __post_init__(self):
+    for name in ("c", "r_slope", "decay", "prior_alpha", "prior_weight"):
+      v = getattr(self, name)
+      if isinstance(v, bool) or not isinstance(v, (int, float)) or not v == v:
+        raise ValueError(f"AdaptiveK.{name} must be a number, got {v!r}")
+    if self.c < 0 or self.r_slope < 0:
+      raise ValueError(f"AdaptiveK costs must be >= 0, got c={self.c}, r_slope={self.r_slope}")
+    if not 0 <= self.decay <= 1 or not 0 <= self.prior_alpha < 1 or self.prior_weight <= 0:
+      raise ValueError(f"AdaptiveK needs 0 <= decay <= 1, 0 <= prior_alpha < 1 and "
+                       f"prior_weight > 0, got decay={self.decay}, prior_alpha="
+                       f"{self.prior_alpha}, prior_weight={self.prior_weight}")
+    lengths = tuple(self.lengths)
+    if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in lengths) or \
+        len(set(lengths)) != len(lengths):
+      raise ValueError(f"AdaptiveK.lengths must be distinct integers >= 1, got {self.lengths!r}")
+    object.__setattr__(self, "lengths", tuple(sorted(lengths)))
+
+  def for_k(self, k: int, c: float) -> "AdaptiveK":
+    """The policy the loop runs for a call with k: lengths filled in and checked, and c."""
+    lengths = self.lengths or tuple(sorted({1, max(1, (k + 1) // 2), k}))
+    if max(lengths) != k:
+      raise ValueError(f"AdaptiveK.lengths {lengths} must end at k = {k} (the longest draft)")
+    return dataclasses.replace(self, lengths=lengths, c=float(c))
+
+
+def init_counts(batch_size: int):
+  """Per row, decayed [accepted, rejected] verified draft positions: none yet."""
+  return jnp.zeros((batch_size, 2), jnp.float32)
+
+
+def update_counts(counts_B2, n_acc_B, rejected_B, live_B, decay: float):
+  """After a verification: the old counts decayed, this block's added (live rows only)."""
+  block_B2 = jnp.stack([n_acc_B, rejected_B], axis=1).astype(jnp.float32)
+  return jnp.where(live_B[:, None], decay * counts_B2 + block_B2, counts_B2)
+
+
+def choose_lengths(policy: AdaptiveK, counts_B2):
+  """Each row's draft length (one of `policy.lengths`) maximising expected tokens per cost."""
+  prior = policy.prior_weight
+  a_B = (counts_B2[:, 0] + policy.prior_alpha * prior) / (jnp.sum(counts_B2, axis=1) + prior)
+  m_M = jnp.asarray(policy.lengths, jnp.float32)
+  # 1 + a + ... + a^m, without dividing by 1 - a (a may be 1).
+  powers_BJ = a_B[:, None] ** jnp.arange(max(policy.lengths) + 1, dtype=jnp.float32)
+  tokens_BJ = jnp.cumsum(powers_BJ, axis=1)
+  tokens_BM = tokens_BJ[:, jnp.asarray(policy.lengths)]
+  cost_M = m_M * policy.c + 1.0 + policy.r_slope * m_M
+  best_B = jnp.argmax(tokens_BM / cost_M, axis=1)
+  return jnp.asarray(policy.lengths, jnp.int32)[best_B]
+
+
+def variant_for(policy: AdaptiveK, m_B, live_B):
+  """The index into `policy.lengths` of the shortest length >= every live row's m."""
+  longest = jnp.max(jnp.where(live_B, m_B, 1))
+  return jnp.sum(jnp.asarray(policy.lengths, jnp.int32) < longest)
