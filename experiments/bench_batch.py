@@ -4,7 +4,8 @@ paying, and why, from the measured costs.
   python -m experiments.bench_batch --config=configs/bench_batch.py:smollm2_chat
 
 For each batch size B and sampling mode, side by side in alternating rounds: ArS,
-SpS with each draft at fixed k and (with `adaptive_k`) adaptive K, on the same B
+SpS with each draft at fixed k and (with `adaptive_k`) adaptive K (its loop's cost
+per draft length measured at that B: `perf.iteration_costs`), on the same B
 prompts (ragged lengths). Reported per method: tokens/s end to end and decode-only
 (the loop program alone, `perf.timed_generation`), the ratio to ArS at the same B,
 the mean accepted length, and per B the target's measured costs: ms per call on
@@ -71,8 +72,7 @@ def main(cfg) -> None:
   prompts = _prompts(cfg, target, max(cfg.batches))
   context = int(np.mean([len(p) for p in prompts]))
   drafts = {d: sj.build_drafter(d, target, cfg.dtype) for d in cfg.drafts}
-  # The policy's costs: each draft's c at batch 1 (per drafted token, relative to t(1)).
-  c_of = {d: perf.measure_costs(target, {d: x}, k, context)[d].c for d, x in drafts.items()}
+  lengths = sj.AdaptiveK().for_k(k, 0.0).lengths  # adaptive K's compiled draft lengths
   rows = []
   for B in cfg.batches:
     costs = _costs(target, B, k, context)
@@ -84,8 +84,9 @@ def main(cfg) -> None:
       methods = {"ArS": lambda: sj.generate(target, batch, **gen)}
       for d, x in drafts.items():
         methods[f"SpS[{d}]"] = lambda x=x: sj.speculative_generate(target, x, batch, k=k, **gen)
-        if cfg.adaptive_k:
-          policy = sj.AdaptiveK(c=c_of[d], r_slope=max(costs["r_B"] - 1.0, 0.0) / k)
+        if cfg.adaptive_k:  # its loop's cost per draft length, measured at this batch size
+          policy = sj.AdaptiveK(lengths=lengths, iteration_costs=perf.iteration_costs(
+              target, x, lengths, context, batch=B))
           methods[f"SpS[{d}] adaptive"] = lambda x=x, p=policy: sj.speculative_generate(
               target, x, batch, k=k, adaptive_k=p, **gen)
       names = list(methods)

@@ -16,7 +16,8 @@ cost. Decode-only ms/token (the loop program's time over the tokens it emitted,
 prefill excluded: `perf.timed_generation`), their speedup, the loop's efficiency
 (decode-only speedup / predicted from the mean accepted length) and the prefill's
 share of SpS's time. `--config.adaptive_k=True` adds a row per draft with adaptive K
-(`sj.AdaptiveK`, its c and r measured first), timed in the same rounds as ArS.
+(`sj.AdaptiveK`, its loop's cost per draft length measured first:
+`perf.iteration_costs`), timed in the same rounds as ArS.
 
 `--config.heldout_from=DIR` (a make_replies workdir) runs `heldout_prompts` of its held-out
 chat prompts instead of the one `prompt`, each at batch 1, one after the other: ms/token and
@@ -108,9 +109,10 @@ def main(cfg) -> None:
   for spec, adaptive in runs:
     draft = sj.build_drafter(spec, target, cfg.dtype)
     sps_kw = dict(gen, k=k)
-    if adaptive:  # the policy from c and r measured here, before the rounds
-      cost = perf.measure_costs(target, {"d": draft}, k, context)["d"]
-      sps_kw["adaptive_k"] = sj.AdaptiveK(c=cost.c, r_slope=max(cost.r - 1.0, 0.0) / k)
+    if adaptive:  # the policy from its loop's costs per draft length, measured here first
+      lengths = sj.AdaptiveK().for_k(k, 0.0).lengths
+      sps_kw["adaptive_k"] = sj.AdaptiveK(lengths=lengths, iteration_costs=perf.iteration_costs(
+          target, draft, lengths, context))
     sps = [sj.speculative_generate(target, draft, [p], **sps_kw) for p in prompts]
     for i, (x, y) in enumerate(zip(sps, ars)):
       if sampling.greedy and not np.array_equal(x.tokens, y.tokens):

@@ -6,11 +6,16 @@ estimates the row's per-position acceptance a. Before drafting, each row gets
 the length m in `AdaptiveK.lengths` that maximises Leviathan et al.'s expected
 tokens per unit cost,
 
-  (1 + a + ... + a^m) / (m c + r(m)),   r(m) = 1 + r_slope m,
+  (1 + a + ... + a^m) / cost(m),
 
-c the draft's cost per token and r(m) a verification of m + 1 positions, both
-relative to one target call on one token (`perf.measure_costs` measures them:
-r_slope = (r - 1) / k). The iteration drafts and verifies as many tokens as
+cost(m) an iteration that drafts m tokens, relative to one ArS decode step:
+measured for each compiled length (`iteration_costs`, from
+`perf.iteration_costs`: the real loop at fixed k = m, with everything an
+iteration does), or else the model m c + 1 + r_slope m (c the draft's cost per
+token, r_slope the verification's per extra position, both relative to one
+target call on one token: `perf.measure_costs`, r_slope = (r - 1) / k; this
+model misses the jump from verifying 1 position to 2 and the loop's own
+work, so it favours short drafts). The iteration drafts and verifies as many tokens as
 the longest live row wants: one of `len(lengths)` compiled variants of the
 loop's body, chosen with `lax.switch`, so that shorter drafts are also
 cheaper verification calls. Rows that want fewer stop early: a draft token
@@ -35,13 +40,16 @@ class AdaptiveK:
   c: the draft's cost per drafted token over a target call's (0 for prompt
   lookup: the loop uses 0 for drafters that call no model); r_slope: the
   verification's extra cost per extra position over a target call on one token;
-  lengths: the draft lengths compiled (empty: 1, about k / 2, and k); decay:
+  lengths: the draft lengths compiled (empty: 1, about k / 2, and k);
+  iteration_costs: per length, a measured iteration's cost over an ArS step
+  (`perf.iteration_costs`; needs `lengths`; empty: the c, r_slope model); decay:
   per iteration, how much of a row's acceptance history is kept; prior_alpha
   and prior_weight: the estimate before any verification (a pseudo-count).
   """
   c: float = 0.05
   r_slope: float = 0.08
   lengths: Tuple[int, ...] = ()
+  iteration_costs: Tuple[float, ...] = ()
   decay: float = 0.8
   prior_alpha: float = 0.5
   prior_weight: float = 2.0
@@ -61,7 +69,15 @@ class AdaptiveK:
     if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in lengths) or \
         len(set(lengths)) != len(lengths):
       raise ValueError(f"AdaptiveK.lengths must be distinct integers >= 1, got {self.lengths!r}")
-    object.__setattr__(self, "lengths", tuple(sorted(lengths)))
+    costs = tuple(self.iteration_costs)
+    if costs and (len(costs) != len(lengths) or any(
+        isinstance(x, bool) or not isinstance(x, (int, float)) or not x > 0 for x in costs)):
+      raise ValueError(f"AdaptiveK.iteration_costs must be one positive number per length in "
+                       f"lengths {lengths}, got {self.iteration_costs!r}")
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    object.__setattr__(self, "lengths", tuple(lengths[i] for i in order))
+    object.__setattr__(self, "iteration_costs", tuple(float(costs[i]) for i in order)
+                       if costs else ())
 
   def for_k(self, k: int, c: float) -> "AdaptiveK":
     """The policy the loop runs for a call with k: lengths filled in and checked, and c."""
@@ -86,12 +102,15 @@ def choose_lengths(policy: AdaptiveK, counts_B2):
   """Each row's draft length (one of `policy.lengths`) maximising expected tokens per cost."""
   prior = policy.prior_weight
   a_B = (counts_B2[:, 0] + policy.prior_alpha * prior) / (jnp.sum(counts_B2, axis=1) + prior)
-  m_M = jnp.asarray(policy.lengths, jnp.float32)
   # 1 + a + ... + a^m, without dividing by 1 - a (a may be 1).
   powers_BJ = a_B[:, None] ** jnp.arange(max(policy.lengths) + 1, dtype=jnp.float32)
   tokens_BJ = jnp.cumsum(powers_BJ, axis=1)
   tokens_BM = tokens_BJ[:, jnp.asarray(policy.lengths)]
-  cost_M = m_M * policy.c + 1.0 + policy.r_slope * m_M
+  if policy.iteration_costs:
+    cost_M = jnp.asarray(policy.iteration_costs, jnp.float32)
+  else:
+    m_M = jnp.asarray(policy.lengths, jnp.float32)
+    cost_M = m_M * policy.c + 1.0 + policy.r_slope * m_M
   best_B = jnp.argmax(tokens_BM / cost_M, axis=1)
   return jnp.asarray(policy.lengths, jnp.int32)[best_B]
 

@@ -31,11 +31,19 @@ def is_adaptive(method: str) -> bool:
   return method.endswith(ADAPTIVE)
 
 
+def adaptive_lengths(k: int):
+  """The draft lengths an adaptive row compiles for k (`sj.AdaptiveK`'s default)."""
+  return AdaptiveK().for_k(k, 0.0).lengths
+
+
 def adaptive_policy(k: int, cost: Optional[dict]) -> AdaptiveK:
-  """The policy for a drafter whose per-call costs (`perf.measure_costs` at this k: c, r) were
-  measured: the verification's cost per extra position is (r - 1) / k."""
+  """The policy for a drafter whose costs were measured: its iterations' costs per draft
+  length where measured (`perf.iteration_costs`: "lengths", "iteration_costs"), else c and r
+  (`perf.measure_costs` at this k; the verification's cost per extra position (r - 1) / k)."""
   if not cost:
     raise ValueError("adaptive K needs the drafter's measured c and r (none were measured)")
+  if cost.get("iteration_costs"):
+    return AdaptiveK(lengths=tuple(cost["lengths"]), iteration_costs=tuple(cost["iteration_costs"]))
   return AdaptiveK(c=max(cost["c"], 0.0), r_slope=max(cost["r"] - 1.0, 0.0) / k)
 
 

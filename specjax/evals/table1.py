@@ -27,7 +27,7 @@ from specjax.decoding.sampling import Sampling
 from specjax.evals import report
 from specjax.evals import tasks as tasks_lib
 from specjax.evals.k_sweep import run_sweep
-from specjax.evals.methods import (ARS, adaptive_policy, drafter_name, generation, is_adaptive,
+from specjax.evals.methods import (ARS, adaptive_lengths, adaptive_policy, drafter_name, generation, is_adaptive,
                                    method_names)
 from specjax.evals.records import Records, finished_part, record, summed_stats
 from specjax.models.registry import load
@@ -205,9 +205,16 @@ def score_rows(task, mode, rows_recs, workdir, examples: List[int]) -> Dict[str,
 
 
 def _measure_costs(cfg, target, drafters, context: int) -> Dict[str, dict]:
+  """c and r per drafter; with `adaptive_k`, also its loop's cost per draft length."""
   costs = costs_lib.measure_costs(target, drafters, cfg.k, context, cfg.cost_repeats)
-  return {name: dict(context=context, t_target_1_ms=1e3 * c.t_target_1, c=c.c, r=c.r)
-          for name, c in costs.items()}
+  out = {name: dict(context=context, t_target_1_ms=1e3 * c.t_target_1, c=c.c, r=c.r)
+         for name, c in costs.items()}
+  if cfg.get("adaptive_k"):
+    lengths = adaptive_lengths(cfg.k)
+    for name, d in drafters.items():
+      out[name].update(lengths=list(lengths), iteration_costs=list(costs_lib.iteration_costs(
+          target, d, lengths, context, repeats=cfg.cost_repeats)))
+  return out
 
 
 def load_costs(workdir: str) -> Dict[str, dict]:

@@ -1,6 +1,6 @@
 """Measurement: compile-free timing, the machine, c and r, the one predicted-speedup function,
 and the time accounting of a generation."""
-from specjax.perf.costs import (Costs, draft_seconds_per_token, measure_costs,
+from specjax.perf.costs import (Costs, draft_seconds_per_token, iteration_costs, measure_costs,
                                 predicted_from_mean_length, predicted_speedup, seconds_per_call)
 from specjax.perf.accounting import account, loop_efficiency
 from specjax.perf.timing import (GenerationTime, compile_count, machine, median_seconds, timed,

@@ -8,19 +8,21 @@ with a the per-position acceptance (`Stats.alpha`). Every bench and the Table 1
 report measure c and r with `measure_costs` and predict with `predicted_speedup`.
 """
 import dataclasses
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from specjax.decoding.autoregressive import generate
 from specjax.decoding.drafters import Features, ModelDrafter
 from specjax.decoding.feature_drafter import drafter_of
 from specjax.decoding.sampling import Sampling
+from specjax.decoding.speculative import speculative_generate
 from specjax.models.kv_cache import init_cache
 from specjax.models.model import Model
 from specjax.models.transformer import forward
-from specjax.perf.timing import median_seconds
+from specjax.perf.timing import median_seconds, timed_generation
 
 
 def seconds_per_call(model, tokens_per_call: int, context: int = 64, calls: int = 16,
@@ -127,6 +129,30 @@ def measure_costs(target, drafters: Mapping[str, Any], k: int, context: int, rep
                       c=float(np.median([x[2][name] / x[0] for x in rounds])),
                       r=float(np.median([x[1] / x[0] for x in rounds])))
   return out
+
+
+def iteration_costs(target, drafter, lengths: Sequence[int], context: int,
+                    new_tokens: int = 32, repeats: int = 1, batch: int = 1) -> Tuple[float, ...]:
+  """Per draft length m in `lengths`: seconds per iteration of the real speculative loop at
+  fixed k = m (drafting, the verification call, warping, acceptance, the drafter's commit,
+  bookkeeping) over ArS's seconds per decode step, both from the loop program alone
+  (`timed_generation`), on `batch` rows of one `context`-token prompt, greedy, no stop id: what
+  `sj.AdaptiveK(iteration_costs=...)` takes. Medians over `repeats` rounds of ratios."""
+  prompt = [np.random.default_rng(0).integers(1, target.config.vocab_size, context).tolist()]
+  prompt = prompt * batch
+  gen = dict(max_new_tokens=new_tokens, sampling=Sampling(0.0), eos_id=None)
+
+  def per_iteration(fn):
+    out, t = timed_generation(fn)
+    return t.loop_seconds / max(int(out.stats.target_calls), 1)
+
+  rounds = []
+  for _ in range(repeats):
+    ars = per_iteration(lambda: generate(target, prompt, **gen))
+    rounds.append([per_iteration(lambda m=m: speculative_generate(target, drafter, prompt, k=m,
+                                                                 **gen)) / ars
+                   for m in lengths])
+  return tuple(float(x) for x in np.median(np.asarray(rounds), axis=0))
 
 
 def predicted_speedup(alpha: float, k: int, c: float, r: float) -> float:

@@ -31,6 +31,16 @@ def test_lengths_follow_the_running_acceptance():
   assert int(adaptive.variant_for(policy, jnp.asarray([1, 1, 4]), live_B)) == 0
 
 
+def test_measured_iteration_costs_replace_the_cost_model():
+  counts_B2 = jnp.asarray([[3.0, 1.0]])  # a = 0.67 with the prior
+  linear = _policy(4, c=0.0, r_slope=0.0)  # free drafts: the longest
+  assert int(adaptive.choose_lengths(linear, counts_B2)[0]) == 4
+  # An iteration of 4 drafts measured at 3x an ArS step: 1 draft is worth more.
+  measured = sj.AdaptiveK(lengths=(4, 1, 2), iteration_costs=(3.0, 1.2, 1.9)).for_k(4, 0.0)
+  assert measured.lengths == (1, 2, 4) and measured.iteration_costs == (1.2, 1.9, 3.0)
+  assert int(adaptive.choose_lengths(measured, counts_B2)[0]) == 1
+
+
 def test_counts_decay_and_skip_ended_rows():
   counts_B2 = jnp.asarray([[2.0, 1.0], [5.0, 0.0]])
   new = adaptive.update_counts(counts_B2, jnp.asarray([3, 0]), jnp.asarray([False, True]),
@@ -41,7 +51,8 @@ def test_counts_decay_and_skip_ended_rows():
 @pytest.mark.parametrize("kw,msg", [
     (dict(c=-1.0), "costs"), (dict(decay=2.0), "decay"), (dict(lengths=(0, 2)), "lengths"),
     (dict(lengths=(2, 2)), "lengths"), (dict(r_slope=float("nan")), "r_slope"),
-    (dict(c=True), "c must be a number")])
+    (dict(c=True), "c must be a number"), (dict(iteration_costs=(1.0,)), "iteration_costs"),
+    (dict(lengths=(1, 2), iteration_costs=(1.0, -1.0)), "iteration_costs")])
 def test_bad_policies_are_refused(kw, msg):
   with pytest.raises(ValueError, match=msg):
     sj.AdaptiveK(**kw)

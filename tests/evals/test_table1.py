@@ -114,6 +114,9 @@ def test_the_adaptive_policy_comes_from_the_measured_costs():
   assert policy.c == 0.05 and policy.r_slope == pytest.approx(0.1)
   with pytest.raises(ValueError, match="measured c and r"):
     adaptive_policy(4, None)
+  measured = adaptive_policy(4, dict(c=0.05, r=1.4, lengths=[1, 2, 4],
+                                     iteration_costs=[1.3, 1.4, 1.6]))
+  assert measured.lengths == (1, 2, 4) and measured.iteration_costs == (1.3, 1.4, 1.6)
 
 
 def test_an_adaptive_row_predicts_at_its_mean_draft_length():

@@ -1,6 +1,7 @@
 """specjax.perf: c and r measured on a tiny model, compile-free timing."""
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import specjax as sj
 from specjax import perf
@@ -51,3 +52,12 @@ def test_a_feature_draft_is_timed_through_its_own_proposal():
   draft = sj.feature_draft(target, jax.random.key(0))
   c = perf.measure_costs(target, {"f": draft}, k=3, context=16)["f"].c
   assert 0 < c < 50
+
+
+def test_iteration_costs_time_the_real_loop_per_draft_length():
+  target = tiny_model(seed=1)
+  costs = perf.iteration_costs(target, sj.prompt_lookup(3), (1, 3), context=8, new_tokens=8,
+                               batch=2)
+  assert len(costs) == 2 and all(np.isfinite(c) and c > 0 for c in costs)
+  # What the policy takes.
+  sj.AdaptiveK(lengths=(1, 3), iteration_costs=costs).for_k(3, 0.0)
