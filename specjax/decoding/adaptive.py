@@ -22,6 +22,11 @@ cheaper verification calls. Rows that want fewer stop early: a draft token
 past a row's m is rejected with q = 0 there, so the token emitted at m comes
 from p itself, the bonus token of a draft of length m.
 
+A row at m = 0 drafts nothing: its token comes from p at the last committed
+position, as in ArS (the variant m = 0 still runs the drafter for one token, so
+that its state stays in step, and verifies the last token alone). Its counts
+only decay, so the estimate drifts back to the prior and the row tries again.
+
 Exact: m depends only on the row's earlier acceptances, fixed before this
 iteration's draft is drawn; speculative sampling is exact for any draft length
 decided in advance, so the output's law is the target's, and greedy output is
@@ -40,7 +45,9 @@ class AdaptiveK:
   c: the draft's cost per drafted token over a target call's (0 for prompt
   lookup: the loop uses 0 for drafters that call no model); r_slope: the
   verification's extra cost per extra position over a target call on one token;
-  lengths: the draft lengths compiled (empty: 1, about k / 2, and k);
+  lengths: the draft lengths compiled (empty: 0, 1, about k / 2, and k; 0 is an
+  ArS step: nothing verified but the last token, worth it where drafting does not pay,
+  e.g. at larger batch sizes);
   iteration_costs: per length, a measured iteration's cost over an ArS step
   (`perf.iteration_costs`; needs `lengths`; empty: the c, r_slope model); decay:
   per iteration, how much of a row's acceptance history is kept; prior_alpha
@@ -66,9 +73,9 @@ class AdaptiveK:
                        f"prior_weight > 0, got decay={self.decay}, prior_alpha="
                        f"{self.prior_alpha}, prior_weight={self.prior_weight}")
     lengths = tuple(self.lengths)
-    if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in lengths) or \
+    if any(isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in lengths) or \
         len(set(lengths)) != len(lengths):
-      raise ValueError(f"AdaptiveK.lengths must be distinct integers >= 1, got {self.lengths!r}")
+      raise ValueError(f"AdaptiveK.lengths must be distinct integers >= 0, got {self.lengths!r}")
     costs = tuple(self.iteration_costs)
     if costs and (len(costs) != len(lengths) or any(
         isinstance(x, bool) or not isinstance(x, (int, float)) or not x > 0 for x in costs)):
@@ -81,7 +88,7 @@ class AdaptiveK:
 
   def for_k(self, k: int, c: float) -> "AdaptiveK":
     """The policy the loop runs for a call with k: lengths filled in and checked, and c."""
-    lengths = self.lengths or tuple(sorted({1, max(1, (k + 1) // 2), k}))
+    lengths = self.lengths or tuple(sorted({0, 1, max(1, (k + 1) // 2), k}))
     if max(lengths) != k:
       raise ValueError(f"AdaptiveK.lengths {lengths} must end at k = {k} (the longest draft)")
     return dataclasses.replace(self, lengths=lengths, c=float(c))
@@ -117,5 +124,5 @@ def choose_lengths(policy: AdaptiveK, counts_B2):
 
 def variant_for(policy: AdaptiveK, m_B, live_B):
   """The index into `policy.lengths` of the shortest length >= every live row's m."""
-  longest = jnp.max(jnp.where(live_B, m_B, 1))
+  longest = jnp.max(jnp.where(live_B, m_B, 0))
   return jnp.sum(jnp.asarray(policy.lengths, jnp.int32) < longest)

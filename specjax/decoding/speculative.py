@@ -97,11 +97,15 @@ def _loop(target_params, drafter, state: engine.LoopState, prompt_len_B, key, op
 def _draft_and_verify(target_params, drafter, s: engine.LoopState, k: int, key,
                       opts: Options):
   """The drafter's k tokens and ONE target call on them: (draft_BG, q_BGV, p_BG1V, cache,
-  draft_state, the features the drafter reads (or None))."""
-  draft_BG, q_BGV, draft_state = drafter.propose(s.draft_state, s.seq_BS, s.n_B, k,
+  draft_state, the features the drafter reads (or None)).
+
+  k = 0 (adaptive K's ArS step): the drafter still proposes one token, which keeps its
+  state in step, and the call verifies the last committed token alone.
+  """
+  draft_BG, q_BGV, draft_state = drafter.propose(s.draft_state, s.seq_BS, s.n_B, max(k, 1),
                                                  opts.sampling, key)
   last_B = jnp.take_along_axis(s.seq_BS, (s.n_B - 1)[:, None], axis=1)[:, 0]
-  verify_BG1 = jnp.concatenate([last_B[:, None], draft_BG], axis=1)
+  verify_BG1 = jnp.concatenate([last_B[:, None], draft_BG[:, :k]], axis=1)
   layers = tuple(drafter.feature_layers)
   if layers:
     logits_BG1V, cache, hidden_BG1LD = forward(target_params, opts.config, verify_BG1, s.cache,
@@ -155,7 +159,8 @@ def _loop_traced(target_params, drafter, state, prompt_len_B, key, opts: Options
     else:
       draft_BG, q_BGV, p_BG1V, cache, draft_state, hidden, length_B, variant = \
           _adaptive_draft_and_verify(target_params, drafter, s, k_draft, opts)
-      draft_calls = jnp.asarray([drafter.calls_per_proposal(m) for m in policy.lengths])[variant]
+      draft_calls = jnp.asarray([drafter.calls_per_proposal(max(m, 1))
+                                 for m in policy.lengths])[variant]
     n_acc_B, next_BV = accept_and_correct(p_BG1V, q_BGV, draft_BG, k_acc, length_B)
     next_B = sample(k_next, next_BV, opts.sampling)
     live_B, start_B = ~s.done_B, s.n_B - 1  # the verification's first position
@@ -166,8 +171,11 @@ def _loop_traced(target_params, drafter, state, prompt_len_B, key, opts: Options
                                                      live_B, policy.decay))
     if hidden is None:
       return s.replace(draft_state=drafter.commit(s.draft_state, s.n_B))
+    # m = 0 drafted one token too: its features are those of [last, junk] (the junk
+    # position is past the committed ones, overwritten when it is verified).
     commit = lambda m: lambda: drafter.commit(s.draft_state, s.n_B,
-                                              features=Features(hidden[:, :m + 1], start_B))
+                                              features=Features(hidden[:, :max(m, 1) + 1],
+                                                                start_B))
     if policy is None:
       return s.replace(draft_state=commit(k)())
     # The features of the variant's m + 1 verified positions (a shorter rewrite call).

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from specjax.decoding.adaptive import AdaptiveK
 from specjax.decoding.autoregressive import generate
 from specjax.decoding.drafters import Features, ModelDrafter
 from specjax.decoding.feature_drafter import drafter_of
@@ -146,12 +147,14 @@ def iteration_costs(target, drafter, lengths: Sequence[int], context: int,
     out, t = timed_generation(fn)
     return t.loop_seconds / max(int(out.stats.target_calls), 1)
 
+  # m = 0 (ArS steps inside the speculative loop) runs as adaptive K that never drafts.
+  never = AdaptiveK(lengths=(0, 1), iteration_costs=(1.0, 1e9))
+  spec = lambda m: speculative_generate(target, drafter, prompt, k=max(m, 1),
+                                        adaptive_k=None if m else never, **gen)
   rounds = []
   for _ in range(repeats):
     ars = per_iteration(lambda: generate(target, prompt, **gen))
-    rounds.append([per_iteration(lambda m=m: speculative_generate(target, drafter, prompt, k=m,
-                                                                 **gen)) / ars
-                   for m in lengths])
+    rounds.append([per_iteration(lambda m=m: spec(m)) / ars for m in lengths])
   return tuple(float(x) for x in np.median(np.asarray(rounds), axis=0))
 
 

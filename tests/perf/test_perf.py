@@ -56,8 +56,8 @@ def test_a_feature_draft_is_timed_through_its_own_proposal():
 
 def test_iteration_costs_time_the_real_loop_per_draft_length():
   target = tiny_model(seed=1)
-  costs = perf.iteration_costs(target, sj.prompt_lookup(3), (1, 3), context=8, new_tokens=8,
-                               batch=2)
-  assert len(costs) == 2 and all(np.isfinite(c) and c > 0 for c in costs)
+  costs = perf.iteration_costs(target, sj.prompt_lookup(3), (0, 1, 3), context=8,
+                               new_tokens=8, batch=2)
+  assert len(costs) == 3 and all(np.isfinite(c) and c > 0 for c in costs)
   # What the policy takes.
-  sj.AdaptiveK(lengths=(1, 3), iteration_costs=costs).for_k(3, 0.0)
+  sj.AdaptiveK(lengths=(0, 1, 3), iteration_costs=costs).for_k(3, 0.0)
