@@ -161,7 +161,9 @@ def _loop_traced(target_params, drafter, state, prompt_len_B, key, opts: Options
           _adaptive_draft_and_verify(target_params, drafter, s, k_draft, opts)
       draft_calls = jnp.asarray([drafter.calls_per_proposal(max(m, 1))
                                  for m in policy.lengths])[variant]
-    n_acc_B, next_BV = accept_and_correct(p_BG1V, q_BGV, draft_BG, k_acc, length_B)
+    # The fixed-k call keeps the rule's 4-argument form (tests swap in biased rules).
+    n_acc_B, next_BV = accept_and_correct(p_BG1V, q_BGV, draft_BG, k_acc,
+                                          *(() if length_B is None else (length_B,)))
     next_B = sample(k_next, next_BV, opts.sampling)
     live_B, start_B = ~s.done_B, s.n_B - 1  # the verification's first position
     s = engine.advance(s, draft_BG, n_acc_B, next_B, cache, draft_state, opts,
