@@ -72,7 +72,6 @@ def main(cfg) -> None:
   prompts = _prompts(cfg, target, max(cfg.batches))
   context = int(np.mean([len(p) for p in prompts]))
   drafts = {d: sj.build_drafter(d, target, cfg.dtype) for d in cfg.drafts}
-  lengths = sj.AdaptiveK().for_k(k, 0.0).lengths  # adaptive K's compiled draft lengths
   rows = []
   for B in cfg.batches:
     costs = _costs(target, B, k, context)
@@ -85,8 +84,7 @@ def main(cfg) -> None:
       for d, x in drafts.items():
         methods[f"SpS[{d}]"] = lambda x=x: sj.speculative_generate(target, x, batch, k=k, **gen)
         if cfg.adaptive_k:  # its loop's cost per draft length, measured at this batch size
-          policy = sj.AdaptiveK(lengths=lengths, iteration_costs=perf.iteration_costs(
-              target, x, lengths, context, batch=B))
+          policy = perf.measure_adaptive_k(target, x, k, context, batch=B)
           methods[f"SpS[{d}] adaptive"] = lambda x=x, p=policy: sj.speculative_generate(
               target, x, batch, k=k, adaptive_k=p, **gen)
       names = list(methods)
@@ -116,8 +114,7 @@ def main(cfg) -> None:
             speedup=float(np.median(np.divide(tps, ars_tps))),
             decode_speedup=float(np.median(np.divide(dps, ars_dps))),
             mean_accepted_length=st.mean_accepted_length if name != "ArS" else 1.0,
-            mean_draft_length=(st.drafted / st.accepted_histogram.sum()) if name != "ArS"
-            else 0.0, **costs))
+            mean_draft_length=st.mean_draft_length if name != "ArS" else 0.0, **costs))
         print(json.dumps(rows[-1]), flush=True)
   print("\n| batch | sampling | method | tokens/s | speedup | decode tokens/s | decode speedup "
         "| mean accepted length | mean K | t_B(1) ms (per row) | r_B |\n"
@@ -127,10 +124,7 @@ def main(cfg) -> None:
           f"{x['speedup']:.2f}x | {x['decode_tokens_per_s']:.1f} | {x['decode_speedup']:.2f}x | "
           f"{x['mean_accepted_length']:.2f} | {x['mean_draft_length']:.2f} | "
           f"{x['t_target_1_ms']:.1f} ({x['t_target_1_ms_per_row']:.1f}) | {x['r_B']:.2f} |")
-  if cfg.out:
-    with open(cfg.out, "w") as f:
-      json.dump(dict(target=cfg.target, backend=jax.default_backend(), machine=perf.machine(),
-                     config=cfg.to_dict(), rows=rows), f, indent=1)
+  common.write_rows(cfg, rows)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def _round(target, draft, k, context, repeats, ars_calls, sps_calls, n_ars, n_sp
   s_sps, loop_sps, m_sps = _seconds(sps_calls, repeats)
   t_ars, t_sps = s_ars / n_ars, s_sps / n_sps
   d_ars, d_sps = loop_ars / m_ars, loop_sps / m_sps
-  r = 1.0 + (costs.r - 1.0) * k_mean / k
+  r = perf.r_at_length(costs.r, k, k_mean)
   from_len = perf.predicted_from_mean_length(mal, k_mean, costs.c, r)
   return dict(ars_ms_per_token=1e3 * t_ars, sps_ms_per_token=1e3 * t_sps, c=costs.c, r=r,
               predicted_speedup=perf.predicted_speedup(alpha, k_mean, costs.c, r),
@@ -110,9 +110,7 @@ def main(cfg) -> None:
     draft = sj.build_drafter(spec, target, cfg.dtype)
     sps_kw = dict(gen, k=k)
     if adaptive:  # the policy from its loop's costs per draft length, measured here first
-      lengths = sj.AdaptiveK().for_k(k, 0.0).lengths
-      sps_kw["adaptive_k"] = sj.AdaptiveK(lengths=lengths, iteration_costs=perf.iteration_costs(
-          target, draft, lengths, context))
+      sps_kw["adaptive_k"] = perf.measure_adaptive_k(target, draft, k, context)
     sps = [sj.speculative_generate(target, draft, [p], **sps_kw) for p in prompts]
     for i, (x, y) in enumerate(zip(sps, ars)):
       if sampling.greedy and not np.array_equal(x.tokens, y.tokens):
@@ -123,7 +121,7 @@ def main(cfg) -> None:
                                     sum(o.stats.drafted for o in sps),
                                     sum(o.stats.rejected for o in sps))
     a, mal = stats.alpha, stats.mean_accepted_length
-    k_mean = stats.drafted / stats.accepted_histogram.sum()
+    k_mean = stats.mean_draft_length
     n_sps = sum(int(o.lengths[0]) for o in sps)
     per_round = [_round(target, draft, k, context, cfg.repeats, ars_calls, sps_calls, n_ars,
                         n_sps, a, mal, k_mean) for _ in range(cfg.rounds)]
@@ -148,10 +146,7 @@ def main(cfg) -> None:
           f"{x['ars_decode_ms_per_token']:.2f}/{x['sps_decode_ms_per_token']:.2f} | "
           f"{x['decode_speedup']:.2f}x | {x['loop_efficiency']:.2f} | "
           f"{x['prefill_share_sps']:.0%} |")
-  if cfg.out:
-    with open(cfg.out, "w") as f:
-      json.dump(dict(target=cfg.target, backend=jax.default_backend(), machine=perf.machine(),
-                     config=cfg.to_dict(), rows=rows), f, indent=1)
+  common.write_rows(cfg, rows)
 
 
 if __name__ == "__main__":

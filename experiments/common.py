@@ -5,6 +5,7 @@ preset file and its argument (`get_config(arg)`), fields are overridden with
 `--config.FIELD=VALUE`, the multi-host flags below join the processes, and
 `main(config)` runs. Measurement lives in `specjax.perf`, evaluation in `specjax.evals`.
 """
+import json
 from typing import Callable
 
 from absl import app, flags
@@ -13,6 +14,7 @@ import ml_collections
 from ml_collections import config_flags
 
 import specjax as sj
+from specjax import perf
 from specjax.cache import enable_compilation_cache
 from configs import model as model_configs
 
@@ -45,6 +47,15 @@ def _model_problem(name: str, real_only: bool = False):
     return (f"is a random-weight preset: write 'random:{name}' "
             f"(real weights: {sorted(sj.REGISTRY)})")
   return None
+
+
+def write_rows(cfg, rows) -> None:
+  """A bench's rows as JSON at `cfg.out` (nothing when it is empty), with the target, the
+  backend, the machine and the config."""
+  if cfg.out:
+    with open(cfg.out, "w") as f:
+      json.dump(dict(target=cfg.target, backend=jax.default_backend(), machine=perf.machine(),
+                     config=cfg.to_dict(), rows=rows), f, indent=1)
 
 
 def sampling(cfg) -> sj.Sampling:

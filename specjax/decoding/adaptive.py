@@ -86,9 +86,14 @@ class AdaptiveK:
     object.__setattr__(self, "iteration_costs", tuple(float(costs[i]) for i in order)
                        if costs else ())
 
+  @staticmethod
+  def default_lengths(k: int) -> Tuple[int, ...]:
+    """The lengths compiled when none are given: 0, 1, about k / 2, and k."""
+    return tuple(sorted({0, 1, max(1, (k + 1) // 2), k}))
+
   def for_k(self, k: int, c: float) -> "AdaptiveK":
     """The policy the loop runs for a call with k: lengths filled in and checked, and c."""
-    lengths = self.lengths or tuple(sorted({0, 1, max(1, (k + 1) // 2), k}))
+    lengths = self.lengths or self.default_lengths(k)
     if max(lengths) != k:
       raise ValueError(f"AdaptiveK.lengths {lengths} must end at k = {k} (the longest draft)")
     return dataclasses.replace(self, lengths=lengths, c=float(c))

@@ -67,6 +67,12 @@ class Stats:
     return int(np.sum(self.rejected_B))
 
   @property
+  def mean_draft_length(self) -> float:
+    """Drafted tokens per live block (k at a fixed k; less with adaptive K; nan if none)."""
+    blocks = int(self.accepted_histogram.sum())
+    return self.drafted / blocks if blocks else float("nan")
+
+  @property
   def acceptance_rate(self) -> float:
     """Accepted / drafted tokens over all live blocks, before cuts (nan if none).
 

@@ -62,7 +62,7 @@ def run_sweep(cfg, workdir: str, target, drafter, ids, progress, generate: bool 
     stats = summed_stats(recs)
     name = K
     if K == ADAPTIVE:  # its K: the mean draft length
-      name, K = f"<= {k_max}, {ADAPTIVE}", stats.drafted / stats.accepted_histogram.sum()
+      name, K = f"<= {k_max}, {ADAPTIVE}", stats.mean_draft_length
     rows.append(dict(
         K=K, line=name, drafter=ARS if K == 0 else cfg.drafters[0], prompts=len(recs),
         mean_s=float(secs.mean()), std_s=float(secs.std()), min_s=float(secs.min()),

@@ -31,11 +31,6 @@ def is_adaptive(method: str) -> bool:
   return method.endswith(ADAPTIVE)
 
 
-def adaptive_lengths(k: int):
-  """The draft lengths an adaptive row compiles for k (`sj.AdaptiveK`'s default)."""
-  return AdaptiveK().for_k(k, 0.0).lengths
-
-
 def adaptive_policy(k: int, cost: Optional[dict]) -> AdaptiveK:
   """The policy for a drafter whose costs were measured: its iterations' costs per draft
   length where measured (`perf.iteration_costs`: "lengths", "iteration_costs"), else c and r

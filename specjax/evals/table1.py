@@ -27,7 +27,7 @@ from specjax.decoding.sampling import Sampling
 from specjax.evals import report
 from specjax.evals import tasks as tasks_lib
 from specjax.evals.k_sweep import run_sweep
-from specjax.evals.methods import (ARS, adaptive_lengths, adaptive_policy, drafter_name, generation, is_adaptive,
+from specjax.evals.methods import (ARS, adaptive_policy, drafter_name, generation, is_adaptive,
                                    method_names)
 from specjax.evals.records import Records, finished_part, record, summed_stats
 from specjax.models.registry import load
@@ -161,10 +161,10 @@ def summarize_row(task, mode, method, recs, k: int, costs, ars_ms, ars_decode_ms
                mean_accepted_length=stats.mean_accepted_length)
     cost = (costs or {}).get(drafter_name(method))
     if is_adaptive(method) and hist.sum():
-      k_mean = stats.drafted / hist.sum()
+      k_mean = stats.mean_draft_length
       row["mean_draft_length"] = k_mean
       if cost:
-        cost = dict(cost, r=1.0 + (cost["r"] - 1.0) * k_mean / k)
+        cost = dict(cost, r=costs_lib.r_at_length(cost["r"], k, k_mean))
       k = k_mean
     if cost:
       row.update(c=cost["c"], r=cost["r"], predicted_speedup=costs_lib.predicted_speedup(
@@ -210,10 +210,10 @@ def _measure_costs(cfg, target, drafters, context: int) -> Dict[str, dict]:
   out = {name: dict(context=context, t_target_1_ms=1e3 * c.t_target_1, c=c.c, r=c.r)
          for name, c in costs.items()}
   if cfg.get("adaptive_k"):
-    lengths = adaptive_lengths(cfg.k)
     for name, d in drafters.items():
-      out[name].update(lengths=list(lengths), iteration_costs=list(costs_lib.iteration_costs(
-          target, d, lengths, context, repeats=cfg.cost_repeats)))
+      policy = costs_lib.measure_adaptive_k(target, d, cfg.k, context, cfg.cost_repeats)
+      out[name].update(lengths=list(policy.lengths),
+                       iteration_costs=list(policy.iteration_costs))
   return out
 
 

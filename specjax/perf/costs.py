@@ -158,6 +158,19 @@ def iteration_costs(target, drafter, lengths: Sequence[int], context: int,
   return tuple(float(x) for x in np.median(np.asarray(rounds), axis=0))
 
 
+def measure_adaptive_k(target, drafter, k: int, context: int, repeats: int = 1,
+                       batch: int = 1) -> AdaptiveK:
+  """`sj.AdaptiveK` over its default lengths for k, with their `iteration_costs` measured."""
+  lengths = AdaptiveK.default_lengths(k)
+  return AdaptiveK(lengths=lengths, iteration_costs=iteration_costs(
+      target, drafter, lengths, context, repeats=repeats, batch=batch))
+
+
+def r_at_length(r: float, k: int, m: float) -> float:
+  """r at m drafts on the line through t(1) and t(k + 1) (r measured at k): 1 + (r - 1) m / k."""
+  return 1.0 + (r - 1.0) * m / k
+
+
 def predicted_speedup(alpha: float, k: int, c: float, r: float) -> float:
   """(1 - a^(k+1)) / ((1 - a)(k c + r)): expected tokens per loop over its cost (nan if a is)."""
   if not np.isfinite(alpha):
