@@ -1,8 +1,11 @@
 """ModelConfig: the frozen description of a Llama-family decoder."""
 import dataclasses
+import math
+import numbers
 from typing import Any, Mapping, Tuple
 
 import jax.numpy as jnp
+import numpy as np
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -50,6 +53,19 @@ class ModelConfig:
   feature_layers: Tuple[int, ...] = ()
 
   def __post_init__(self):
+    for f in dataclasses.fields(self):  # a config read from JSON may hold anything
+      v = getattr(self, f.name)
+      if f.type is int and (isinstance(v, bool) or not isinstance(v, numbers.Integral)):
+        raise ValueError(f"ModelConfig.{f.name} must be an integer, got {v!r}")
+      if f.type is float and (isinstance(v, bool) or not isinstance(v, numbers.Real)
+                              or not math.isfinite(v)):
+        raise ValueError(f"ModelConfig.{f.name} must be a finite number, got {v!r}")
+      if f.type is bool and not isinstance(v, (bool, np.bool_)):
+        raise ValueError(f"ModelConfig.{f.name} must be true or false, got {v!r}")
+    if not isinstance(self.feature_layers, (tuple, list)) or not all(
+        isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in self.feature_layers):
+      raise ValueError(f"ModelConfig.feature_layers must be a list of layer indices, got "
+                       f"{self.feature_layers!r}")
     object.__setattr__(self, "feature_layers", tuple(int(i) for i in self.feature_layers))
     for name in ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads",
                  "head_dim", "d_ff", "max_len"):

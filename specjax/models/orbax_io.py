@@ -1,7 +1,7 @@
 """specjax's own checkpoints (orbax): a `Model` (params, config, tokenizer) in one directory.
 
 Layout:
-  DIR/specjax_model.json      {"format", "version", "config", "eos_id", "name"}
+  DIR/specjax_model.json      {"format", "version", "config", "eos_id", "name", "checksums"}
   DIR/specjax_tokenizer.json  `Tokenizer.to_json()` (absent when the model has none)
   DIR/params/                 orbax StandardCheckpointer (OCDBT) tree of the params
 
@@ -10,6 +10,10 @@ draft made of SmolLM2's first layers plus a trained adapter): the top-level
 params equal to the base's are not stored, only listed under "base" in the
 description, and are taken from `sj.load(base name)` on restore. That is what
 keeps a shipped self-draft a few MB instead of a copy of the target's layers.
+
+"checksums" holds one digest per stored tensor (models/integrity.py: orbax keeps none);
+restore compares them with the tensors as read and names the first that differs, and refuses
+NaN or inf parameters (save too), unless `allow_nonfinite=True`.
 
 The params are restored against the shapes that `config` implies (never "as
 saved"), so a checkpoint whose arrays do not fit its config fails with the
@@ -20,10 +24,13 @@ every version in `_STORED_NAMES`, renaming what an older one stored under
 another top-level name as it reads (nothing on disk is rewritten):
   1  the untied output head was "lm_head_DV" (the shipped smollm2-135m-draft)
   2  it is "lm_head_DU": the array is [D, U] (U = sub_vocab ids, else V)
+  3  "checksums" (required from 3 on; versions 1 and 2 load with a warning that they cannot
+     be verified)
 The rename also applies to the names a derived checkpoint lists under "base".
 """
 import functools
 import json
+import logging
 import os
 from typing import Any, Callable, Optional, Tuple
 
@@ -31,6 +38,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from specjax.models import integrity
 from specjax.models.config import ModelConfig
 from specjax.models.model import Model, init_params
 from specjax.models.tokenizer import Tokenizer
@@ -39,9 +47,10 @@ MODEL_FILE = "specjax_model.json"
 TOKENIZER_FILE = "specjax_tokenizer.json"
 PARAMS_DIR = "params"
 _FORMAT = "specjax-checkpoint"
-VERSION = 2
+VERSION = 3
 # {version: {current top-level param name: the name that version stored it under}}
-_STORED_NAMES = {1: {"lm_head_DU": "lm_head_DV"}, 2: {}}
+_STORED_NAMES = {1: {"lm_head_DU": "lm_head_DV"}, 2: {}, 3: {}}
+_CHECKSUMS_FROM = 3
 
 
 def is_checkpoint(path: str) -> bool:
@@ -57,13 +66,17 @@ def _from_base(model: Model, base: Model):
                                                jax.tree.leaves(base.params[n]))))
 
 
-def save_checkpoint(model: Model, path: str, base: Optional[Tuple[str, Model]] = None) -> None:
+def save_checkpoint(model: Model, path: str, base: Optional[Tuple[str, Model]] = None,
+                    allow_nonfinite: bool = False) -> None:
   """Writes `model` to the directory `path` (created; an older checkpoint there is replaced).
 
   `base=(name, base_model)`: store only the params that differ from `base_model`'s
   (which `sj.load(name)` must give back); the rest are read from it on restore.
+  NaN or inf params are refused (nothing is written) unless `allow_nonfinite`.
   """
   path = os.path.abspath(os.fspath(path))  # orbax wants absolute paths
+  if not allow_nonfinite:
+    integrity.check_finite(model.params, f"{path}: refusing to save {model.name!r}")
   os.makedirs(path, exist_ok=True)
   if is_checkpoint(path):  # an interrupted save must not leave the old description behind
     os.remove(os.path.join(path, MODEL_FILE))
@@ -76,10 +89,11 @@ def save_checkpoint(model: Model, path: str, base: Optional[Tuple[str, Model]] =
     params = {n: v for n, v in params.items() if n not in shared}
   else:
     base = None
+  params = jax.tree.map(jax.numpy.asarray, params)
+  meta["checksums"] = integrity.digests(params)
   ckptr = ocp.StandardCheckpointer()
   try:
-    ckptr.save(os.path.join(path, PARAMS_DIR), jax.tree.map(jax.numpy.asarray, params),
-               force=True)
+    ckptr.save(os.path.join(path, PARAMS_DIR), params, force=True)
     ckptr.wait_until_finished()  # saving is async: the files must be complete on return
   finally:
     ckptr.close()
@@ -149,8 +163,25 @@ def _check_tree(params_dir: str, ckptr, abstract) -> None:
     raise ValueError(f"{params_dir}: unexpected tensor {extra[0]} (not in the config's model)")
 
 
+def _verify(params_dir: str, meta: dict, params, allow_nonfinite: bool) -> None:
+  """The stored tensors (as read, before any cast) against the description's checksums."""
+  if "checksums" in meta:
+    if not isinstance(meta["checksums"], dict):
+      raise ValueError(f"{params_dir}: the description's 'checksums' is not a mapping")
+    integrity.check_digests(params, meta["checksums"], params_dir)
+  elif meta["version"] >= _CHECKSUMS_FROM:
+    raise ValueError(f"{params_dir}: the description (version {meta['version']}) lacks the "
+                     "'checksums' field; the checkpoint cannot be verified")
+  else:
+    logging.warning("%s: a version %s checkpoint has no checksums; loaded unverified",
+                    params_dir, meta["version"])
+  if not allow_nonfinite:
+    integrity.check_finite(params, params_dir)
+
+
 def restore_checkpoint(path: str, dtype: Optional[str] = None, sharding: Any = None,
-                       load_base: Optional[Callable[..., Model]] = None) -> Model:
+                       load_base: Optional[Callable[..., Model]] = None,
+                       allow_nonfinite: bool = False) -> Model:
   """The `Model` saved at `path`.
 
   `dtype`: cast the params (and config) to this dtype; default: as saved.
@@ -159,6 +190,8 @@ def restore_checkpoint(path: str, dtype: Optional[str] = None, sharding: Any = N
   itself (this module imports nothing above the models).
   `sharding`: one `jax.sharding.Sharding` for every param, or a pytree of them
   matching the params; default: the first device.
+  Every stored tensor is checked against its checksum; NaN or inf params are refused unless
+  `allow_nonfinite`.
   """
   path = os.path.abspath(os.fspath(path))
   if not os.path.isdir(path):
@@ -196,6 +229,7 @@ def restore_checkpoint(path: str, dtype: Optional[str] = None, sharding: Any = N
       raise ValueError(f"{params_dir}: cannot restore the params ({type(e).__name__}: {e})") from e
   finally:
     ckptr.close()
+  _verify(params_dir, meta, params, allow_nonfinite)
   params = {**shared, **{current_name.get(n, n): v for n, v in params.items()}}
   if dtype is not None and dtype != cfg.dtype:  # floats only: vocab_ids_U stays int32
     cfg = cfg.replace(dtype=dtype)

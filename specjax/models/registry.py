@@ -6,11 +6,12 @@ directory (config.json + model.safetensors[.index.json]), or a specjax orbax
 checkpoint directory.
 """
 import dataclasses
+import functools
 import importlib.util
 import os
 from typing import Dict, Optional, Union
 
-from specjax.models import gguf_io, orbax_io, safetensors_io
+from specjax.models import gguf_io, integrity, orbax_io, safetensors_io
 from specjax.models.config import _DTYPES
 from specjax.models.model import Model
 
@@ -72,45 +73,63 @@ REGISTRY: Dict[str, Union[NamedModel, BundledModel]] = {
 }
 
 
-def restore_checkpoint(path, dtype: Optional[str] = None, sharding=None) -> Model:
-  """`sj.restore_checkpoint`: an orbax checkpoint, derived ones with their base (`load`)."""
-  return orbax_io.restore_checkpoint(path, dtype, sharding, load_base=load)
+def restore_checkpoint(path, dtype: Optional[str] = None, sharding=None,
+                       allow_nonfinite: bool = False) -> Model:
+  """`sj.restore_checkpoint`: an orbax checkpoint, derived ones with their base (`load`);
+  checksums verified, NaN or inf params refused unless `allow_nonfinite`."""
+  return orbax_io.restore_checkpoint(path, dtype, sharding, load_base=load,
+                                     allow_nonfinite=allow_nonfinite)
 
 
-def load(name_or_path: str, dtype: str = "float32") -> Model:
+def load(name_or_path: str, dtype: str = "float32", allow_nonfinite: bool = False) -> Model:
   """`sj.load("smollm2-135m")` or `sj.load(path)`: a Model with config, params, tokenizer.
 
   `dtype`: "float32" (default) or "bfloat16" for the params and activations.
+  A model with NaN or inf params is refused (naming the file and the tensors) unless
+  `allow_nonfinite`; a specjax checkpoint is also checked against its checksums.
   """
+  if not isinstance(name_or_path, (str, os.PathLike)):
+    raise TypeError(f"name_or_path must be a model name or a path, got "
+                    f"{type(name_or_path).__name__} {name_or_path!r}")
   if dtype not in _DTYPES:
     raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
   key = os.fspath(name_or_path)
   if key in REGISTRY and isinstance(REGISTRY[key], BundledModel):
-    return restore_checkpoint(REGISTRY[key].path(), dtype=dtype).replace(name=key)
+    return restore_checkpoint(REGISTRY[key].path(), dtype=dtype,
+                              allow_nonfinite=allow_nonfinite).replace(name=key)
   if key in REGISTRY:
-    return gguf_io.load_gguf(REGISTRY[key].path(), dtype=dtype, name=key)
-  if os.path.isfile(key):
-    return gguf_io.load_gguf(key, dtype=dtype)  # names the file when it is not a GGUF
-  if os.path.isdir(key):
-    if orbax_io.is_checkpoint(key):
-      return restore_checkpoint(key, dtype=dtype)
-    if os.path.isfile(os.path.join(key, "config.json")):
-      return safetensors_io.load_hf(key, dtype=dtype)
+    path, read = REGISTRY[key].path(), functools.partial(gguf_io.load_gguf, name=key)
+  elif os.path.isfile(key):
+    path, read = key, gguf_io.load_gguf  # names the file when it is not a GGUF
+  elif os.path.isdir(key) and orbax_io.is_checkpoint(key):
+    return restore_checkpoint(key, dtype=dtype, allow_nonfinite=allow_nonfinite)
+  elif os.path.isdir(key) and os.path.isfile(os.path.join(key, "config.json")):
+    path, read = key, safetensors_io.load_hf
+  elif os.path.isdir(key):
     raise ValueError(f"{key}: neither a specjax checkpoint ({orbax_io.MODEL_FILE}) nor an HF "
                      "directory (config.json)")
-  raise ValueError(f"{key!r} is neither a known model name ({', '.join(sorted(REGISTRY))}) "
-                   "nor an existing file or directory")
+  else:
+    raise ValueError(f"{key!r} is neither a known model name ({', '.join(sorted(REGISTRY))}) "
+                     "nor an existing file or directory")
+  model = read(path, dtype=dtype)
+  if not allow_nonfinite:
+    integrity.check_finite(model.params, path)
+  return model
 
 
-def save(model: Model, path: str, format: str = "safetensors") -> str:  # noqa: A002
+def save(model: Model, path: str, format: str = "safetensors",  # noqa: A002
+         allow_nonfinite: bool = False) -> str:
   """Writes `model` to `path`; returns the path. `sj.load(path)` reads it back.
 
   format="safetensors": an HF Llama directory (config.json, model.safetensors,
     tokenizer.json) that `transformers.AutoModelForCausalLM.from_pretrained` loads.
   format="orbax": a specjax checkpoint directory (params, config, tokenizer).
   format="gguf": one float32 .gguf file for llama.cpp (Q/K permuted its way).
+  NaN or inf params are refused before anything is written, unless `allow_nonfinite`.
   """
   path = os.fspath(path)
+  if not allow_nonfinite:
+    integrity.check_finite(model.params, f"{path}: refusing to save {model.name!r}")
   c = model.config
   if format != "orbax" and (c.sub_vocab or c.adapter_dim):
     raise ValueError(f"{model.name!r} has a sub-vocab head or an adapter, which {format} "
@@ -118,7 +137,7 @@ def save(model: Model, path: str, format: str = "safetensors") -> str:  # noqa: 
   if format == "safetensors":
     safetensors_io.save_hf(model, path)
   elif format == "orbax":
-    orbax_io.save_checkpoint(model, path)
+    orbax_io.save_checkpoint(model, path, allow_nonfinite=allow_nonfinite)
   elif format == "gguf":
     gguf_io.write_gguf(model, path)
   else:

@@ -27,6 +27,9 @@ _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)  # buffers some old checkpoints sav
 
 
 def config_from_hf(d: Dict, source: str = "config.json") -> ModelConfig:
+  if not isinstance(d, dict):
+    raise ValueError(f"{source}: expected a JSON object of model settings, got "
+                     f"{type(d).__name__}")
   arch = (d.get("architectures") or ["?"])[0]
   if arch not in _ARCHS and d.get("model_type") not in _ARCHS.values():
     raise ValueError(f"{source}: architecture {arch!r} (model_type {d.get('model_type')!r}) is "
@@ -41,22 +44,42 @@ def config_from_hf(d: Dict, source: str = "config.json") -> ModelConfig:
                      f"(hidden_act {d.get('hidden_act')!r}, mlp_bias {d.get('mlp_bias')})")
   if qwen2 and d.get("use_sliding_window"):
     raise ValueError(f"{source}: sliding-window attention is not supported")
+  _MISSING = object()
+
+  def field(key, conv, default=_MISSING, zero_is_missing=False):
+    v = d.get(key)
+    if v is None or zero_is_missing and v == 0:
+      if default is _MISSING:
+        raise ValueError(f"{source}: missing field {key!r}")
+      v = default
+    if isinstance(v, bool) and conv is not bool or not isinstance(v, (int, float, bool)):
+      raise ValueError(f"{source}: field {key!r} must be a number, got {v!r}")
+    try:
+      out = conv(v)
+    except (ValueError, OverflowError) as e:
+      raise ValueError(f"{source}: field {key!r} = {v!r} is not valid ({e})") from e
+    if conv is int and out != v:
+      raise ValueError(f"{source}: field {key!r} must be an integer, got {v!r}")
+    return out
+
+  heads = field("num_attention_heads", int)
+  hidden = field("hidden_size", int)
+  kw = dict(
+      vocab_size=field("vocab_size", int), d_model=hidden,
+      num_layers=field("num_hidden_layers", int), num_heads=heads,
+      num_kv_heads=field("num_key_value_heads", int, heads, True),
+      head_dim=field("head_dim", int, hidden // heads if heads else 0, True),
+      d_ff=field("intermediate_size", int),
+      rope_theta=field("rope_theta", float, rope.get("rope_theta", 10000.0)),
+      norm_eps=field("rms_norm_eps", float, 1e-6),
+      tie_embeddings=field("tie_word_embeddings", bool, False),
+      qkv_bias=qwen2 or field("attention_bias", bool, False),
+      max_len=field("max_position_embeddings", int, 2048),
+      init_std=field("initializer_range", float, 0.02))
   try:
-    heads = int(d["num_attention_heads"])
-    return ModelConfig(
-        vocab_size=int(d["vocab_size"]), d_model=int(d["hidden_size"]),
-        num_layers=int(d["num_hidden_layers"]), num_heads=heads,
-        num_kv_heads=int(d.get("num_key_value_heads") or heads),
-        head_dim=int(d.get("head_dim") or d["hidden_size"] // heads),
-        d_ff=int(d["intermediate_size"]),
-        rope_theta=float(d.get("rope_theta", rope.get("rope_theta", 10000.0))),
-        norm_eps=float(d.get("rms_norm_eps", 1e-6)),
-        tie_embeddings=bool(d.get("tie_word_embeddings", False)),
-        qkv_bias=qwen2 or bool(d.get("attention_bias", False)),
-        max_len=int(d.get("max_position_embeddings", 2048)),
-        init_std=float(d.get("initializer_range", 0.02)))
-  except KeyError as e:
-    raise ValueError(f"{source}: missing field {e.args[0]!r}") from e
+    return ModelConfig(**kw)
+  except (ValueError, TypeError) as e:
+    raise ValueError(f"{source}: {e}") from e
 
 
 def config_to_hf(c: ModelConfig, bos_id: Optional[int] = None,

@@ -12,8 +12,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from specjax.models import drafts, orbax_io, registry
 from specjax.models.config import ModelConfig
 from specjax.models.model import init_model
-from specjax.models.orbax_io import (MODEL_FILE, PARAMS_DIR, TOKENIZER_FILE, is_checkpoint,
-                                     restore_checkpoint, save_checkpoint)
+from specjax.models.orbax_io import (MODEL_FILE, PARAMS_DIR, TOKENIZER_FILE, VERSION,
+                                     is_checkpoint, restore_checkpoint, save_checkpoint)
 from specjax.models.tokenizer import Tokenizer
 from tests.helpers import tiny_model as seeded_tiny_model
 
@@ -153,9 +153,9 @@ def test_version_1_checkpoints_restore_their_head_as_lm_head_DU(tmp_path):
   m = tiny_model()  # untied: its head is lm_head_DU
   v1_params = {("lm_head_DV" if n == "lm_head_DU" else n): v for n, v in m.params.items()}
   save_checkpoint(m.replace(params=v1_params), tmp_path / "v1")  # stored as version 1 named it
-  assert json.loads((tmp_path / "v1" / MODEL_FILE).read_text())["version"] == 2
+  assert json.loads((tmp_path / "v1" / MODEL_FILE).read_text())["version"] == VERSION
   with pytest.raises(ValueError, match=r"v1/params: missing tensor lm_head_DU"):
-    restore_checkpoint(tmp_path / "v1")  # as version 2, the old name is not migrated
+    restore_checkpoint(tmp_path / "v1")  # as the current version, the old name is not migrated
   _as_version_1(tmp_path / "v1")
   r = restore_checkpoint(tmp_path / "v1")
   assert "lm_head_DV" not in r.params
@@ -178,5 +178,108 @@ def test_a_newer_version_is_refused(tmp_path):
   save_checkpoint(tiny_model(), tmp_path / "v9")
   meta = json.loads((tmp_path / "v9" / MODEL_FILE).read_text())
   (tmp_path / "v9" / MODEL_FILE).write_text(json.dumps({**meta, "version": 9}))
-  with pytest.raises(ValueError, match=r"version is 9; this specjax reads versions \[1, 2\]"):
+  with pytest.raises(ValueError, match=r"version is 9; this specjax reads versions \[1, 2, 3\]"):
     restore_checkpoint(tmp_path / "v9")
+
+
+def flip_bytes(params_dir, n=256):
+  """Overwrites n bytes in the middle of the largest array data file (a disk's bit rot)."""
+  files = [os.path.join(r, f) for r, _, fs in os.walk(params_dir) for f in fs
+           if os.sep + "d" + os.sep in os.path.join(r, f) + os.sep or r.endswith(os.sep + "d")]
+  path = max(files, key=os.path.getsize)
+  data = bytearray(open(path, "rb").read())
+  mid = len(data) // 2
+  data[mid:mid + n] = bytes((b ^ 0x5A) for b in data[mid:mid + n])
+  open(path, "wb").write(bytes(data))
+  return path
+
+
+def test_checksums_catch_flipped_bytes_in_the_array_data(tmp_path):
+  m = tiny_model()
+  save_checkpoint(m, tmp_path / "ckpt")
+  meta = json.loads((tmp_path / "ckpt" / MODEL_FILE).read_text())
+  assert meta["version"] == VERSION and "embedding_VD" in meta["checksums"]
+  flip_bytes(tmp_path / "ckpt" / PARAMS_DIR)
+  with pytest.raises(ValueError, match=r"ckpt/params: (tensor \S+ fails its checksum|cannot "
+                                       r"restore the params)"):
+    restore_checkpoint(tmp_path / "ckpt")
+  with pytest.raises(ValueError, match=r"ckpt/params"):
+    registry.load(str(tmp_path / "ckpt"))
+
+
+def test_a_changed_checksum_or_a_missing_one_is_an_error(tmp_path):
+  save_checkpoint(tiny_model(), tmp_path / "c")
+  meta = json.loads((tmp_path / "c" / MODEL_FILE).read_text())
+  meta["checksums"]["embedding_VD"] = "sha256:" + "0" * 64
+  (tmp_path / "c" / MODEL_FILE).write_text(json.dumps(meta))
+  with pytest.raises(ValueError, match=r"c/params: tensor embedding_VD fails its checksum"):
+    restore_checkpoint(tmp_path / "c")
+  del meta["checksums"]
+  (tmp_path / "c" / MODEL_FILE).write_text(json.dumps(meta))
+  with pytest.raises(ValueError, match=r"lacks the 'checksums' field"):
+    restore_checkpoint(tmp_path / "c")
+
+
+def test_nonfinite_params_are_refused_on_save_and_load_unless_allowed(tmp_path):
+  m = tiny_model()
+  bad = m.replace(params=dict(m.params, embedding_VD=m.params["embedding_VD"].at[3, 1].set(
+      jnp.nan)))
+  for fmt in ("orbax", "safetensors", "gguf"):
+    path = tmp_path / f"bad.{fmt}"
+    with pytest.raises(ValueError, match=r"refusing to save 'tiny': non-finite parameters \(NaN "
+                                         r"or inf\) in embedding_VD"):
+      registry.save(bad, str(path), format=fmt)
+    assert not path.exists()  # nothing written
+  registry.save(bad, str(tmp_path / "nan"), format="orbax", allow_nonfinite=True)
+  with pytest.raises(ValueError, match=r"nan/params: non-finite parameters \(NaN or inf\) in "
+                                       r"embedding_VD"):
+    registry.load(str(tmp_path / "nan"))
+  back = registry.load(str(tmp_path / "nan"), allow_nonfinite=True)
+  assert np.isnan(np.asarray(back.params["embedding_VD"][3, 1]))
+  registry.save(bad, str(tmp_path / "nan_hf"), format="safetensors", allow_nonfinite=True)
+  with pytest.raises(ValueError, match=r"nan_hf: non-finite parameters"):
+    registry.load(str(tmp_path / "nan_hf"))
+  registry.save(bad, str(tmp_path / "nan.gguf"), format="gguf", allow_nonfinite=True)
+  with pytest.raises(ValueError, match=r"nan.gguf: non-finite parameters"):
+    registry.load(str(tmp_path / "nan.gguf"))
+
+
+def test_version_2_checkpoints_without_checksums_load_with_a_warning(tmp_path, caplog):
+  m = tiny_model()
+  save_checkpoint(m, tmp_path / "v2")
+  meta = json.loads((tmp_path / "v2" / MODEL_FILE).read_text())
+  meta["version"] = 2
+  del meta["checksums"]
+  (tmp_path / "v2" / MODEL_FILE).write_text(json.dumps(meta))
+  with caplog.at_level("WARNING"):
+    r = restore_checkpoint(tmp_path / "v2")
+  assert "has no checksums; loaded unverified" in caplog.text
+  assert_equal_params(r.params, m.params)
+
+
+@pytest.mark.parametrize("value,message", [
+    ("sixty-four", "field 'vocab_size' must be a number, got 'sixty-four'"),
+    ([64], r"field 'vocab_size' must be a number, got \[64\]"),
+    (64.5, "field 'vocab_size' must be an integer, got 64.5"),
+    (True, "field 'vocab_size' must be a number, got True"),
+])
+def test_hf_config_errors_name_the_file_and_the_field(tmp_path, value, message):
+  m = seeded_tiny_model()
+  registry.save(m, str(tmp_path / "hf"), format="safetensors")
+  cfg = json.loads((tmp_path / "hf" / "config.json").read_text())
+  (tmp_path / "hf" / "config.json").write_text(json.dumps(dict(cfg, vocab_size=value)))
+  with pytest.raises(ValueError, match=r"hf/config.json: " + message):
+    registry.load(str(tmp_path / "hf"))
+  (tmp_path / "hf" / "config.json").write_text(json.dumps([cfg]))
+  with pytest.raises(ValueError, match=r"hf/config.json: expected a JSON object"):
+    registry.load(str(tmp_path / "hf"))
+
+
+def test_checkpoint_config_errors_name_the_file_and_the_field(tmp_path):
+  save_checkpoint(tiny_model(), tmp_path / "c")
+  meta = json.loads((tmp_path / "c" / MODEL_FILE).read_text())
+  meta["config"]["vocab_size"] = "sixty-four"
+  (tmp_path / "c" / MODEL_FILE).write_text(json.dumps(meta))
+  with pytest.raises(ValueError, match=rf"c/{MODEL_FILE}: not a valid specjax checkpoint "
+                                       r"description \(ModelConfig.vocab_size must be an integer"):
+    registry.load(str(tmp_path / "c"))
