@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash launch/setup_env.sh eval
+bash launch/install_sandbox.sh  # HumanEval completions run in bubblewrap (specjax.evals.sandbox)
 export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
 .venv/bin/python -m experiments.speedup_table --config=configs/table1.py:quick \
     --workdir="${WORKDIR:-runs/table1_quick}" "$@"

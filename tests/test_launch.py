@@ -51,7 +51,7 @@ def _results(stdout, prefix=""):
 
 @pytest.mark.parametrize("script", ["local.sh", "multihost_local.sh", "tpu_vm.sh",
                                     "fetch_data.sh", "smollm2_drafts.sh",
-                                    "smollm2_eagle.sh"])
+                                    "smollm2_eagle.sh", "install_sandbox.sh"])
 def test_scripts_are_executable_and_parse(script):
   path = LAUNCH / script
   assert os.access(path, os.X_OK)
