@@ -15,7 +15,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   cfg.dtype = "float32"      # 'bfloat16' on accelerators; fp32 is much faster on CPU
   cfg.seed = 0
   cfg.prompt = ""            # text (needs a tokenizer) ...
-  cfg.prompt_ids = [1, 2, 3]  # ... or token ids, used when prompt is empty
+  cfg.prompt_ids = (1, 2, 3)  # ... or token ids, used when prompt is empty
   cfg.chat = False           # wrap the prompt in the model's chat template (instruct models)
   cfg.batch = 1              # the prompt repeated over this many rows
   cfg.max_new_tokens = 16
@@ -38,13 +38,13 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     cfg.max_new_tokens = 64
   elif arg == "tiny_mesh":  # a tiny model sharded over 8 (simulated) devices, SpS + ArS
     cfg.model = "random:tiny_shardable"
-    cfg.prompt_ids = [1, 2, 3, 4]
+    cfg.prompt_ids = (1, 2, 3, 4)
     cfg.batch = 8
     cfg.mesh_shape = (-1, 4)  # data axis = devices / 4
     cfg.draft = "self:1"
   elif arg == "smollm2_shape":  # SmolLM2-135M's shapes with random weights
     cfg.model = "random:smollm2_135m"
-    cfg.prompt_ids = list(range(1, 17))
+    cfg.prompt_ids = tuple(range(1, 17))
     cfg.max_new_tokens = 64
   else:
     raise ValueError(f"unknown generate preset {arg!r}; use tiny, tiny_mesh, smollm2 or "

@@ -31,6 +31,7 @@ def check_config(cfg) -> None:
                     pad_multiple=1)
   common.check_model(cfg, "target")
   common.check_names(cfg, "drafts", "drafters")
+  common.check_drafter(cfg, "drafts")
   common.check_names(cfg, "batches", "batch sizes")
   if any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in cfg.batches):
     raise ValueError(f"config.batches must be integers >= 1, got {list(cfg.batches)}")

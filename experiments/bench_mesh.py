@@ -33,6 +33,7 @@ def check_config(cfg) -> None:
   """Every config error, raised before a model loads (the device count is known by now)."""
   common.check_ints(cfg, batch=1, k=1, new_tokens=1, repeats=1)
   common.check_model(cfg, "target")
+  common.check_drafter(cfg, "draft")
   common.check_names(cfg, "meshes", "'DxM'")
   for spec in cfg.meshes:
     n = math.prod(_shape(spec))

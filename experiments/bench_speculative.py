@@ -40,6 +40,7 @@ def check_config(cfg) -> None:
                     max_prompt_tokens=1, pad_multiple=1)
   common.check_model(cfg, "target")
   common.check_names(cfg, "drafts", "drafters")
+  common.check_drafter(cfg, "drafts")
   common.check_sampling(cfg)
 
 

@@ -16,6 +16,7 @@ from ml_collections import config_flags
 import specjax as sj
 from specjax import perf
 from specjax.cache import enable_compilation_cache
+from specjax.decoding.inputs import as_float, as_int
 from configs import model as model_configs
 
 
@@ -68,9 +69,28 @@ def check_ints(cfg, node: str = "", **least) -> None:
   """Each named field (of `cfg[node]` if `node`) an integer, not a bool, >= its least."""
   sub, at = (cfg[node], f"{node}.") if node else (cfg, "")
   for field, lo in least.items():
-    v = sub[field]
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-      raise ValueError(f"config.{at}{field} must be an integer >= {lo}, got {v!r}")
+    as_int(f"config.{at}{field}", sub[field], lo)
+
+
+def check_floats(cfg, node: str = "", positive=(), **ranges) -> None:
+  """Each named field a finite number, not a bool: those in `positive` > 0, the others in
+  their (lo, hi) range (None: unbounded)."""
+  sub, at = (cfg[node], f"{node}.") if node else (cfg, "")
+  for field in positive:
+    as_float(f"config.{at}{field}", sub[field], 0, lo_open=True)
+  for field, (lo, hi) in ranges.items():
+    as_float(f"config.{at}{field}", sub[field], lo, hi)
+
+
+def check_drafter(cfg, field: str = "draft") -> None:
+  """`cfg[field]` (or each of a tuple): '' (none), 'lookup[:N]', 'self:N' with an integer
+  N >= 1, or a model name (checked when loaded)."""
+  v = cfg[field]
+  for name in v if isinstance(v, (list, tuple)) else [v]:
+    kind, _, arg = name.partition(":")
+    if kind in ("lookup", "self") and (arg or kind == "self") and \
+        not (arg.isdigit() and int(arg) >= 1):
+      raise ValueError(f"config.{field}: {name!r}: {kind}:N needs an integer N >= 1")
 
 
 def check_names(cfg, field: str, what: str = "names") -> None:
@@ -92,9 +112,13 @@ def check_model(cfg, field: str, real_only: bool = False) -> None:
 
 
 def check_sampling(cfg, field: str = "sampling") -> sj.Sampling:
-  """`cfg[field]` as an `sj.Sampling`; a bad one is refused naming `config.<field>`."""
+  """`cfg[field]` (a dotted path: `eval.sampling`) as an `sj.Sampling`; a bad one is refused
+  naming `config.<field>`."""
+  node = cfg
+  for part in field.split("."):
+    node = node[part]
   try:
-    return sampling(cfg[field])
+    return sampling(node)
   except ValueError as e:
     raise ValueError(f"config.{field}: {e}") from None
 
@@ -107,7 +131,8 @@ flags.DEFINE_integer("num_processes", None, "number of processes (jax.distribute
 flags.DEFINE_integer("process_id", None, "this process's index (jax.distributed)")
 flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() with no arguments "
                   "(TPU VMs, Slurm, Open MPI detect the cluster themselves)")
-flags.DEFINE_integer("cpu_devices", None, "simulated CPU devices per process (CPU runs)")
+flags.DEFINE_integer("cpu_devices", None, "simulated CPU devices per process (CPU runs)",
+                     lower_bound=1)
 flags.DEFINE_string("compilation_cache", "default",
                     "JAX's persistent compilation cache: 'default' (<specjax cache>/jax, "
                     "$SPECJAX_CACHE or ~/.cache/specjax), a directory, or 'off'")
@@ -129,7 +154,10 @@ def init_distributed() -> None:
 def mesh_from_config(cfg):
   """`cfg.mesh_shape` (e.g. (2, 4), or (-1, 4)) -> a Mesh over all devices; () -> None."""
   shape = tuple(cfg.get("mesh_shape") or ())
-  return sj.sharding.make_mesh(shape) if shape else None
+  try:
+    return sj.sharding.make_mesh(shape) if shape else None
+  except ValueError as e:
+    raise ValueError(f"config.mesh_shape: {e}") from None
 
 
 def rules_from_name(name: str):

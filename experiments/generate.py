@@ -31,14 +31,29 @@ def _timed(fn, repeats):
   return out, first, best
 
 
+def check(cfg):
+  """Every config error, before any model is built; each names its field."""
+  common.check_model(cfg, "model")
+  common.check_ints(cfg, seed=0, batch=1, max_new_tokens=1, timing_repeats=0, k=1)
+  common.check_sampling(cfg)
+  common.check_drafter(cfg)
+  if not cfg.prompt and (not cfg.prompt_ids or any(
+      isinstance(t, bool) or not isinstance(t, int) or t < 0 for t in cfg.prompt_ids)):
+    raise ValueError(f"config.prompt_ids must be a non-empty tuple of token ids >= 0 (used when "
+                     f"config.prompt is empty), got {cfg.prompt_ids!r}")
+  for field in ("rules", "draft_rules"):
+    common.rules_from_name(cfg[field])
+  return common.mesh_from_config(cfg)
+
+
 def main(cfg):
   lead = jax.process_index() == 0
+  mesh = check(cfg)
   model = common.build_model(cfg.model, cfg.dtype, cfg.seed)
   if cfg.prompt:
     prompt = sj.chat_prompt(cfg.prompt) if cfg.chat else cfg.prompt
   else:
     prompt = list(cfg.prompt_ids)
-  mesh = common.mesh_from_config(cfg)
   kw = dict(max_new_tokens=cfg.max_new_tokens, sampling=common.sampling(cfg.sampling),
             key=jax.random.key(cfg.seed), mesh=mesh,
             rules=common.rules_from_name(cfg.rules) if mesh else None,

@@ -24,7 +24,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "shard directory (resumed when i
 def reply_config(cfg) -> replies.ReplyConfig:
   """The config's generation settings; every error names its field."""
   common.check_ints(cfg, shard_prompts=1, max_prompt_tokens=1, max_new_tokens=1, pad_multiple=1,
-                    target_tokens=1, max_shards=0, seed=0)
+                    target_tokens=1, max_shards=0, seed=0, limit_bytes=0)
+  common.check_floats(cfg, heldout_fraction=(0, 1))
   common.check_names(cfg, "samplings", "sampling names")
   common.check_names(cfg, "sources", "prompt sources")
   samplings = []
@@ -42,7 +43,7 @@ def main(cfg):
   rcfg = reply_config(cfg)
   common.check_model(cfg, "target", real_only=True)
   mesh = common.mesh_from_config(cfg)
-  rules = common.rules_from_name(cfg.rules) if mesh else None
+  rules = common.rules_from_name(cfg.rules)
   target = common.build_model(cfg.target, cfg.dtype)
   ps = prompts.build_prompts(decontam.eval_filter(), cfg.sources,
                              limit_bytes=cfg.limit_bytes or None,

@@ -18,37 +18,12 @@ import numpy as np
 import specjax as sj
 from configs import model as model_configs
 from experiments import common
+from experiments.train_config import check, check_len, loop_config, ttt_config
 from specjax import training
 from specjax.models import drafts
 from specjax.training import data, loop, replies
-from specjax.training.ttt import TTTConfig
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (resumed when it holds this run)")
-
-
-def parse_mixture(text: str):
-  pairs = []
-  for item in text.split(","):
-    name, _, weight = item.partition(":")
-    try:
-      pairs.append((name.strip(), float(weight or 1)))
-    except ValueError:
-      raise ValueError(f"data.mixture item {item!r} is not 'source:weight'") from None
-  return tuple(pairs)
-
-
-def _check_mode(cfg):
-  if cfg.mode == "distill":
-    training.losses.check_divergence(cfg.distill.divergence, common.sampling(cfg.distill.sampling),
-                                     cfg.distill.beta)
-  elif cfg.mode not in loop.MODES:
-    raise ValueError(f"mode must be one of {loop.MODES}, got {cfg.mode!r}")
-  if cfg.mode == "feature" and cfg.draft.kind != "feature":
-    raise ValueError(f"mode 'feature' trains draft.kind 'feature', got {cfg.draft.kind!r}")
-  if cfg.draft.kind == "feature" and cfg.mode != "feature":
-    raise ValueError(f"draft.kind 'feature' is trained by mode 'feature', not {cfg.mode!r}")
-  if cfg.mode in ("distill", "feature") and not cfg.target:
-    raise ValueError(f"mode {cfg.mode!r} needs config.target")
 
 
 def _data(cfg, target, rng):
@@ -103,15 +78,13 @@ def _draft(cfg, target, vocab, ids, key):
 
 def build(cfg):
   """(target, model to train, batches, eval prompts, mixture); every config error raises
-  here."""
-  mixture = parse_mixture(cfg.data.mixture)
-  loop.check_mixture(mixture, cfg.mode)
-  common.sampling(cfg.distill.sampling)  # raises on a bad one
-  common.sampling(cfg.eval.sampling)
-  _check_mode(cfg)
-  if cfg.mode == "feature":
-    ttt_config(cfg)
+  here, before any data is built (the loaded models' lengths before the first step)."""
+  mixture = check(cfg)
+  if cfg.draft.kind == "preset":
+    check_len(cfg, sj.ModelConfig.from_dict(model_configs.get_config(cfg.draft.preset)),
+               "draft")
   target = common.build_model(cfg.target, cfg.dtype, cfg.target_seed) if cfg.target else None
+  check_len(cfg, target and target.config, "target")
   V = target.config.vocab_size if target else None
   rng = np.random.default_rng(cfg.seed)
   batches, prompts, stream, vocab = _data(cfg, target, rng)
@@ -120,27 +93,13 @@ def build(cfg):
     ids = drafts.frequent_ids(stream, V, cfg.draft.sub_vocab,
                               always=[target.eos_id] if target.eos_id is not None else [])
   model = _draft(cfg, target, vocab, ids, jax.random.key(cfg.seed))
+  check_len(cfg, model.config, "draft")
   if target is not None and model.config.vocab_size != target.config.vocab_size:
     raise ValueError(f"draft vocab ({model.config.vocab_size}) != target vocab "
                      f"({target.config.vocab_size}): the accept rule compares ids")
   if target is not None and isinstance(model, sj.Model):
     model = model.replace(tokenizer=target.tokenizer, eos_id=target.eos_id)
   return target, model, batches, prompts, mixture
-
-
-def ttt_config(cfg) -> TTTConfig:
-  return TTTConfig(cfg.ttt.steps, cfg.ttt.decay, common.sampling(cfg.distill.sampling))
-
-
-def loop_config(cfg, mixture) -> loop.LoopConfig:
-  """The training loop's settings; the target generates (mixture `target:`) under the
-  distillation's whole sampling config, the one its divergence warps with."""
-  return loop.LoopConfig(
-      mode=cfg.mode, steps=cfg.steps, trainable=cfg.trainable, mixture=mixture,
-      prefix_len=cfg.data.prefix_len, gen_sampling=common.sampling(cfg.distill.sampling),
-      ckpt_every=cfg.ckpt_every, keep=cfg.keep, eval_every=cfg.eval.every or cfg.steps + 1,
-      eval_k=cfg.eval.k, eval_new_tokens=cfg.eval.new_tokens,
-      eval_sampling=common.sampling(cfg.eval.sampling), log_every=cfg.log_every, seed=cfg.seed)
 
 
 def run(cfg, workdir: str, **kw) -> dict:

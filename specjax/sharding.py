@@ -36,18 +36,32 @@ def make_mesh(shape: Sequence[int], axis_names: Sequence[str] = ("data", "model"
   One entry may be -1: it is inferred from the device count, e.g. (-1, 4).
   """
   devices = list(jax.devices() if devices is None else devices)
-  shape = tuple(int(s) for s in shape)
-  if shape.count(-1) == 1:
-    rest = math.prod(s for s in shape if s != -1)
-    if rest < 1 or len(devices) % rest:
-      raise ValueError(f"mesh shape {shape}: {len(devices)} devices do not divide by {rest}")
-    shape = tuple(len(devices) // rest if s == -1 else s for s in shape)
+  if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+    raise ValueError(f"mesh shape must be a tuple of axis sizes, e.g. (2, 4), got {shape!r}")
+  shape = tuple(shape)
   if len(shape) != len(axis_names):
     raise ValueError(f"mesh shape {shape} and axis names {tuple(axis_names)} differ in length")
-  if any(s < 1 for s in shape) or math.prod(shape) != len(devices):
+  shape = tuple(_axis_size(s, n) for s, n in zip(shape, axis_names))
+  if shape.count(-1) > 1:
+    raise ValueError(f"mesh shape {shape}: at most one axis size may be -1 (inferred)")
+  if shape.count(-1) == 1:
+    rest = math.prod(s for s in shape if s != -1)
+    if len(devices) % rest:
+      raise ValueError(f"mesh shape {shape}: {len(devices)} devices do not divide by {rest}")
+    shape = tuple(len(devices) // rest if s == -1 else s for s in shape)
+  if math.prod(shape) != len(devices):
     raise ValueError(f"mesh shape {shape} needs {math.prod(shape)} devices but there are "
                      f"{len(devices)}; choose a shape whose product is {len(devices)}")
   return Mesh(np.array(devices).reshape(shape), tuple(axis_names))
+
+
+def _axis_size(s, name: str) -> int:
+  """An axis size: an integer >= 1, or -1 (inferred); NumPy integers too, never a bool."""
+  ok = not isinstance(s, (bool, np.bool_)) and isinstance(s, (int, np.integer))
+  if not ok or not (s >= 1 or s == -1):
+    raise ValueError(f"mesh axis {name!r} size must be an integer >= 1 (or -1: inferred from "
+                     f"the device count), got {s!r}")
+  return int(s)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,4 +208,7 @@ def make_placement(mesh: Optional[Mesh], rules: Optional[Rules]) -> Optional[Pla
     if rules is not None:
       raise ValueError("sharding rules were given without a mesh")
     return None
+  if not isinstance(mesh, Mesh):
+    raise ValueError(f"mesh must be a jax.sharding.Mesh (sj.sharding.make_mesh((2, 4))) or "
+                     f"None, got {type(mesh).__name__} {mesh!r:.60}")
   return Placement(mesh, tuple(tuple(r) for r in (rules or DEFAULT_RULES)))

@@ -31,8 +31,7 @@ def claim_workdir(workdir: str, config: Dict[str, Any]) -> bool:
   path = os.path.join(workdir, CONFIG_FILE)
   config = json.loads(json.dumps(config, sort_keys=True))  # normalise tuples etc.
   if os.path.exists(path):
-    with open(path) as f:
-      old = json.load(f)
+    old = _recorded_config(path)
     if old != config:
       diffs = _diff(old, config)
       raise ValueError(f"{workdir} holds a run with a different config (differs at "
@@ -46,6 +45,21 @@ def claim_workdir(workdir: str, config: Dict[str, Any]) -> bool:
     json.dump(config, f, indent=2, sort_keys=True)
   os.replace(tmp, path)
   return False
+
+
+def _recorded_config(path: str) -> Dict[str, Any]:
+  """The config a workdir recorded; a file that is not one (empty, cut short, edited) is
+  refused, naming it."""
+  try:
+    with open(path) as f:
+      old = json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ValueError(f"{path} is not a readable run config ({e}): it was cut short or edited; "
+                     f"restore it, or use a new --workdir (nothing was changed)") from None
+  if not isinstance(old, dict):
+    raise ValueError(f"{path} holds {type(old).__name__}, not a run config: restore it, or use "
+                     f"a new --workdir (nothing was changed)")
+  return old
 
 
 def _diff(a, b, prefix=""):

@@ -26,6 +26,12 @@ def tiny_model(seed=0, **overrides) -> sj.Model:
   return sj.init_model(tiny_config(**overrides), jax.random.key(seed))
 
 
+def max_param_diff(a, b) -> float:
+  """The largest absolute difference between two parameter trees of the same structure."""
+  return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
 def chisquare_pvalue(counts, expected_probs, min_expected=5.0) -> float:
   """Pearson chi-square p-value of `counts` against `expected_probs`.
 

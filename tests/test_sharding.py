@@ -110,3 +110,18 @@ def test_split_for_process():
   items = list(range(10))
   parts = [sharding.split_for_process(items, i, 3) for i in range(3)]
   assert parts == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+@pytest.mark.parametrize("shape,match", [
+    ((-2, -4), "mesh axis 'data' size must be an integer >= 1"),
+    ((2, 0), "mesh axis 'model' size must be an integer >= 1"),
+    ((True, 8), "mesh axis 'data'"), ((2.0, 4), "mesh axis 'data'"),
+    ((-1, -1), "at most one axis size may be -1"), ("2x4", "mesh shape must be a tuple"),
+    ((2, 2, 2), "differ in length")])
+def test_make_mesh_names_the_bad_axis(shape, match):
+  with pytest.raises(ValueError, match=match):
+    sharding.make_mesh(shape)
+
+
+def test_make_mesh_takes_numpy_axis_sizes():
+  assert dict(sharding.make_mesh((np.int64(2), -1)).shape) == {"data": 2, "model": 4}

@@ -87,3 +87,12 @@ def test_skipped_steps_count_but_not_in_the_rate():
   progress.advance(task="t")
   line = stream.getvalue().splitlines()[-1]
   assert line.startswith("step 8/10") and "0.5 it/s" in line and "ETA 4s" in line, line
+
+
+@pytest.mark.parametrize("text", ["", "{not json", "[1, 2]", "\xff\xfe"])
+def test_an_unreadable_run_config_is_refused_naming_the_file(tmp_path, text):
+  path = tmp_path / CONFIG_FILE
+  path.write_bytes(text.encode("latin-1"))
+  with pytest.raises(ValueError, match=f"{CONFIG_FILE}.*use a new --workdir"):
+    claim_workdir(str(tmp_path), {"a": 1})
+  assert path.read_bytes() == text.encode("latin-1")  # untouched

@@ -37,6 +37,14 @@ from typing import Tuple
 
 import jax.numpy as jnp
 
+from specjax.decoding.inputs import as_float, as_int
+
+
+def _sequence(name: str, v) -> tuple:
+  if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
+    raise ValueError(f"AdaptiveK.{name} must be a tuple, got {v!r}")
+  return tuple(v)
+
 
 @dataclasses.dataclass(frozen=True)
 class AdaptiveK:
@@ -63,22 +71,20 @@ class AdaptiveK:
 
   def __post_init__(self):
     for name in ("c", "r_slope", "decay", "prior_alpha", "prior_weight"):
-      v = getattr(self, name)
-      if isinstance(v, bool) or not isinstance(v, (int, float)) or not v == v:
-        raise ValueError(f"AdaptiveK.{name} must be a number, got {v!r}")
+      object.__setattr__(self, name, as_float(f"AdaptiveK.{name}", getattr(self, name)))
     if self.c < 0 or self.r_slope < 0:
       raise ValueError(f"AdaptiveK costs must be >= 0, got c={self.c}, r_slope={self.r_slope}")
     if not 0 <= self.decay <= 1 or not 0 <= self.prior_alpha < 1 or self.prior_weight <= 0:
       raise ValueError(f"AdaptiveK needs 0 <= decay <= 1, 0 <= prior_alpha < 1 and "
                        f"prior_weight > 0, got decay={self.decay}, prior_alpha="
                        f"{self.prior_alpha}, prior_weight={self.prior_weight}")
-    lengths = tuple(self.lengths)
-    if any(isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in lengths) or \
-        len(set(lengths)) != len(lengths):
+    lengths = tuple(as_int("AdaptiveK.lengths", m, 0, note=" each")
+                    for m in _sequence("lengths", self.lengths))
+    if len(set(lengths)) != len(lengths):
       raise ValueError(f"AdaptiveK.lengths must be distinct integers >= 0, got {self.lengths!r}")
-    costs = tuple(self.iteration_costs)
-    if costs and (len(costs) != len(lengths) or any(
-        isinstance(x, bool) or not isinstance(x, (int, float)) or not x > 0 for x in costs)):
+    costs = tuple(as_float("AdaptiveK.iteration_costs", x, 0, lo_open=True, note=" each")
+                  for x in _sequence("iteration_costs", self.iteration_costs))
+    if costs and len(costs) != len(lengths):
       raise ValueError(f"AdaptiveK.iteration_costs must be one positive number per length in "
                        f"lengths {lengths}, got {self.iteration_costs!r}")
     order = sorted(range(len(lengths)), key=lengths.__getitem__)

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from specjax import sharding
+from specjax.decoding.inputs import as_int
 from specjax.decoding.sampling import Sampling, sample, warp
 from specjax.models.config import ModelConfig
 from specjax.models.kv_cache import KVCache, init_cache
@@ -148,10 +149,10 @@ def self_draft(target: Model, num_layers: int) -> Model:
 
   No training and no copy: the draft's params are the target's own arrays.
   """
+  if not isinstance(target, Model):
+    raise ValueError(f"self_draft's target must be a specjax Model, got {type(target).__name__}")
   L = target.config.num_layers
-  if not isinstance(num_layers, int) or not 1 <= num_layers <= L:
-    raise ValueError(f"self_draft num_layers must be an integer in [1, {L}] (the target's "
-                     f"layers), got {num_layers!r}")
+  num_layers = as_int("self_draft num_layers", num_layers, 1, L, note=" (the target's layers)")
   keep = {f"layers_{i}" for i in range(num_layers)}
   params = {n: v for n, v in target.params.items() if not n.startswith("layers_") or n in keep}
   return target.replace(config=target.config.replace(num_layers=num_layers), params=params,
@@ -188,18 +189,19 @@ class PromptLookup:
     pos_S = jnp.arange(S)
 
     def one_row(seq_S, n):
-      best_end, found = jnp.int32(-1), jnp.bool_(False)
-      for m in range(self.max_ngram, self.min_ngram - 1, -1):  # longest n-gram first
-        # match_S[j]: the m tokens ending at j equal the last m committed tokens, and j is
-        # an earlier position (a continuation exists: j + 1 <= n - 1).
-        match_S = (pos_S >= m - 1) & (pos_S < n - 1) & (n >= m + 1)
-        for i in range(m):
-          shifted_S = jnp.roll(seq_S, i)  # shifted[j] = seq[j - i]
-          match_S &= shifted_S == seq_S[jnp.maximum(n - 1 - i, 0)]
-        end = jnp.max(jnp.where(match_S, pos_S, -1))
-        take = ~found & (end >= 0)
-        best_end = jnp.where(take, end, best_end)
-        found |= take
+      # len_S[j]: how many tokens ending at an earlier position j (a continuation exists:
+      # j + 1 <= n - 1) equal the last ones committed, up to max_ngram. A rolled loop:
+      # the compiled program does not grow with max_ngram.
+      def extend(i, carry):
+        alive_S, len_S = carry
+        alive_S &= (pos_S >= i) & (jnp.roll(seq_S, i) == seq_S[jnp.maximum(n - 1 - i, 0)])
+        return alive_S, len_S + alive_S
+      _, len_S = jax.lax.fori_loop(0, min(self.max_ngram, S), extend,
+                                   (pos_S < n - 1, jnp.zeros((S,), jnp.int32)))
+      # The longest match of at least min_ngram tokens, the most recent among equals.
+      m = jnp.max(len_S)
+      found = m >= self.min_ngram
+      best_end = jnp.max(jnp.where(len_S == m, pos_S, -1))
       idx_G = jnp.minimum(best_end + 1 + jnp.arange(k), n - 1)
       return jnp.where(found, seq_S[idx_G], seq_S[n - 1])
 
@@ -230,9 +232,15 @@ def build_drafter(name, target: Model, dtype: Optional[str] = None):
 
 
 def prompt_lookup(max_ngram: int = 3, min_ngram: int = 1, vocab_size: Optional[int] = None):
-  """`sj.prompt_lookup(max_ngram=3)`; the vocab size is taken from the target when None."""
-  if not isinstance(max_ngram, int) or not isinstance(min_ngram, int) or \
-      not 1 <= min_ngram <= max_ngram:
-    raise ValueError(f"prompt_lookup needs integers 1 <= min_ngram <= max_ngram, got "
-                     f"min_ngram={min_ngram!r}, max_ngram={max_ngram!r}")
+  """`sj.prompt_lookup(max_ngram=3)`; the vocab size is taken from the target when None.
+
+  Any max_ngram compiles to the same program (the search is a rolled loop of
+  min(max_ngram, cache slots) steps, each O(slots) per row).
+  """
+  max_ngram = as_int("prompt_lookup max_ngram", max_ngram, 1,
+                     note=" (1 <= min_ngram <= max_ngram)")
+  min_ngram = as_int("prompt_lookup min_ngram", min_ngram, 1, max_ngram,
+                     note=" (<= max_ngram)")
+  if vocab_size is not None:
+    vocab_size = as_int("prompt_lookup vocab_size", vocab_size, 1)
   return PromptLookup(vocab_size=vocab_size or 0, max_ngram=max_ngram, min_ngram=min_ngram)

@@ -24,6 +24,7 @@ from typing import Any, Callable, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from specjax import sharding
@@ -33,7 +34,7 @@ from specjax.decoding.sampling import Sampling
 from specjax.decoding.stats import Stats, init_stats
 from specjax.models.config import ModelConfig
 from specjax.models.kv_cache import KVCache
-from specjax.models.model import Model, param_logical_axes
+from specjax.models.model import Model, check_params, param_logical_axes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +67,10 @@ def prepare(model: Model, prompts, max_new_tokens, sampling, key, eos_id, mesh, 
   Returns (params, prompt_BT, prompt_len_B, key, Options). `k` > 0 reserves
   the k + 1 slots a verification call writes past the committed tokens.
   """
+  check_model(model, "model")
   if not isinstance(sampling, Sampling):
     raise ValueError(f"sampling must be a specjax.Sampling, got {type(sampling).__name__}")
+  max_new_tokens = inputs.as_int("max_new_tokens", max_new_tokens, 1)
   placement = sharding.make_placement(mesh, rules)
   cfg = model.config
   if not sharding.kernel_allowed(placement):
@@ -88,12 +91,29 @@ def prepare(model: Model, prompts, max_new_tokens, sampling, key, eos_id, mesh, 
     if not sampling.greedy:
       raise ValueError("sampling with temperature > 0 needs a PRNG key: pass key=...")
     key = jax.random.key(0)
+  _check_key(key)
   params = model.params
   if placement is not None:
     params = sharding.place_params(params, param_logical_axes(cfg), placement)
     prompt_BT, prompt_len_B = sharding.place_inputs(placement, len(ids), prompt_BT, prompt_len_B)
   opts = Options(cfg, sampling, int(max_new_tokens), capacity, eos_id, placement, k)
   return params, prompt_BT, prompt_len_B, key, opts
+
+
+def check_model(model, what: str) -> None:
+  """`model` a `Model` whose params have its config's shapes (else a ValueError naming `what`)."""
+  if not isinstance(model, Model):
+    raise ValueError(f"{what} must be a specjax Model (sj.load(...), sj.init_model(...)), got "
+                     f"{type(model).__name__} {model!r:.60}")
+  check_params(model.config, model.params, what)
+
+
+def _check_key(key) -> None:
+  typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+  raw = isinstance(key, (jax.Array, np.ndarray)) and key.dtype == np.uint32 and key.ndim == 1
+  if not (typed or raw):
+    raise ValueError(f"key must be a JAX PRNG key (jax.random.key(seed)) or None (greedy "
+                     f"only), got {key!r:.60}")
 
 
 def finish(model: Model, tokens, lengths, stats) -> GenerateOutput:

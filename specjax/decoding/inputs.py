@@ -7,6 +7,62 @@ MODEL_EOS = "model"  # default eos_id argument: use the model's own end-of-seque
 Prompts = Union[Sequence[str], Sequence[Sequence[int]], np.ndarray]
 
 
+class NumberTypeError(TypeError, ValueError):
+  """A number argument of the wrong type (a bool, a string, None...): a TypeError and, as
+  every other bad argument here, a ValueError."""
+
+
+def _number(v, kinds: str):
+  """v as a 0-d NumPy value if it is a Python/NumPy/JAX scalar of a dtype kind in `kinds`."""
+  if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.generic)) and \
+      getattr(v, "shape", None) != ():
+    return None
+  try:
+    a = np.asarray(v)
+  except Exception:  # a traced or deleted array: not a host number
+    return None
+  return a if a.shape == () and a.dtype.kind in kinds else None
+
+
+def _bounds(lo, hi, lo_open=False) -> str:
+  if lo is not None and hi is not None:
+    return f" in {'(' if lo_open else '['}{lo}, {hi}]"
+  if lo is not None:
+    return f" {'>' if lo_open else '>='} {lo}"
+  return f" <= {hi}" if hi is not None else ""
+
+
+def as_int(name: str, v, lo: Optional[int] = None, hi: Optional[int] = None,
+           note: str = "") -> int:
+  """`v` as a Python int: an int, NumPy integer or 0-d integer array (JAX's too), not a bool.
+
+  Raises `NumberTypeError` for another type, ValueError outside [lo, hi]; both name `name`.
+  """
+  a = _number(v, "iu")
+  msg = f"{name} must be an integer{_bounds(lo, hi)}{note}, got {v!r}"
+  if a is None:
+    raise NumberTypeError(msg)
+  n = int(a)
+  if lo is not None and n < lo or hi is not None and n > hi:
+    raise ValueError(msg)
+  return n
+
+
+def as_float(name: str, v, lo: Optional[float] = None, hi: Optional[float] = None,
+             lo_open: bool = False, note: str = "") -> float:
+  """`v` as a finite Python float: an int, float, NumPy number or 0-d integer/float array,
+  not a bool; in [lo, hi] ((lo, hi] when `lo_open`). Errors as `as_int`."""
+  a = _number(v, "iuf")
+  msg = f"{name} must be a finite number{_bounds(lo, hi, lo_open)}{note}, got {v!r}"
+  if a is None:
+    raise NumberTypeError(msg)
+  x = float(a)
+  if not np.isfinite(x) or lo is not None and (x <= lo if lo_open else x < lo) or \
+      hi is not None and x > hi:
+    raise ValueError(msg)
+  return x
+
+
 def _round_up(x: int, m: int) -> int:
   return -(-x // m) * m
 
@@ -15,6 +71,9 @@ def encode_prompts(prompts: Prompts, tokenizer=None) -> List[List[int]]:
   """Strings go through the model's tokenizer; id lists are taken as they are."""
   if isinstance(prompts, (str, bytes)):
     raise ValueError("prompts must be a list of prompts, got a single string; wrap it in a list")
+  if not isinstance(prompts, (list, tuple, np.ndarray)):
+    raise ValueError(f"prompts must be a list of prompts (strings or token-id lists), got "
+                     f"{type(prompts).__name__} {prompts!r:.80}")
   if isinstance(prompts, np.ndarray):
     if prompts.ndim != 2:
       raise ValueError(f"a prompt array must be 2-D [batch, tokens], got shape {prompts.shape}")
@@ -46,12 +105,8 @@ def pack_prompts(prompts: List[List[int]], vocab_size: int, max_len: int, max_ne
   padded to a multiple of `pad_multiple` and the capacity follows from the
   width, so that all prompts in one bucket share one compilation.
   """
-  if isinstance(pad_multiple, bool) or not isinstance(pad_multiple, (int, np.integer)) \
-      or pad_multiple < 1:
-    raise ValueError(f"pad_multiple must be an integer >= 1, got {pad_multiple!r}")
-  if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) \
-      or max_new_tokens < 1:
-    raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+  pad_multiple = as_int("pad_multiple", pad_multiple, 1)
+  max_new_tokens = as_int("max_new_tokens", max_new_tokens, 1)
   lens = np.array([len(p) for p in prompts], np.int32)
   for i, p in enumerate(prompts):
     if not p:
@@ -75,14 +130,11 @@ def check_eos(eos_id, vocab_size: int) -> Optional[Tuple[int, ...]]:
   """None, a token id, or a sequence of them (any one ends a row) -> a sorted tuple or None."""
   if eos_id is None:
     return None
-  ids = list(eos_id) if isinstance(eos_id, (list, tuple, np.ndarray)) else [eos_id]
-  for t in ids:
-    if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < vocab_size:
-      raise ValueError(f"eos_id must be None, a token id in [0, {vocab_size}) or a list of "
-                       f"them, got {eos_id!r}")
+  ids = list(eos_id) if isinstance(eos_id, (list, tuple)) or np.ndim(eos_id) else [eos_id]
   if not ids:
     raise ValueError("eos_id is an empty list: pass None to never stop at a token")
-  return tuple(sorted({int(t) for t in ids}))
+  note = " (a token id), None or a list of token ids"
+  return tuple(sorted({as_int("eos_id", t, 0, vocab_size - 1, note) for t in ids}))
 
 
 def is_eos(tok, eos_ids: Tuple[int, ...]):

@@ -17,6 +17,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from specjax.decoding.inputs import as_float, as_int
+
 
 @dataclasses.dataclass(frozen=True)
 class Sampling:
@@ -29,13 +31,12 @@ class Sampling:
   top_p: float = 1.0
 
   def __post_init__(self):
-    t, k, p = self.temperature, self.top_k, self.top_p
-    if not isinstance(t, (int, float)) or t != t or t < 0 or t == float("inf"):
-      raise ValueError(f"Sampling.temperature must be a finite number >= 0 (0 = greedy), got {t!r}")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-      raise ValueError(f"Sampling.top_k must be an integer >= 0 (0 = off), got {k!r}")
-    if not isinstance(p, (int, float)) or not 0.0 < p <= 1.0:
-      raise ValueError(f"Sampling.top_p must be in (0, 1] (1 = off), got {p!r}")
+    # NumPy/JAX scalars become Python numbers: equal samplings hash (compile) alike.
+    set_ = lambda name, v: object.__setattr__(self, name, v)
+    set_("temperature", as_float("Sampling.temperature", self.temperature, 0,
+                                 note=" (0 = greedy)"))
+    set_("top_k", as_int("Sampling.top_k", self.top_k, 0, note=" (0 = off)"))
+    set_("top_p", as_float("Sampling.top_p", self.top_p, 0, 1, lo_open=True, note=" (1 = off)"))
 
   @property
   def greedy(self) -> bool:

@@ -203,6 +203,7 @@ def _as_drafter(draft, target: Model, placement=None):
   """(the drafter the loop runs, the longest sequence it allows or None)."""
   draft = build_drafter(draft, target)
   if isinstance(draft, Model):
+    engine.check_model(draft, "draft")
     draft = drafter_of(draft)
   if isinstance(draft, (ModelDrafter, FeatureDrafter)):
     if draft.config.vocab_size != target.config.vocab_size:
@@ -248,8 +249,8 @@ def speculative_generate(target: Model, draft, prompts, k: int = 4, max_new_toke
   many as its running acceptance and the costs make worth it (`decoding.adaptive`);
   None: always k.
   """
-  if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-    raise ValueError(f"k (draft tokens per iteration) must be an integer >= 1, got {k!r}")
+  engine.check_model(target, "target")
+  k = inputs.as_int("k (draft tokens per iteration)", k, 1)
   draft_placement = sharding.make_placement(mesh, draft_rules or rules)
   drafter, draft_max_len = _as_drafter(draft, target, draft_placement)
   params, prompt_BT, prompt_len_B, key, opts = engine.prepare(

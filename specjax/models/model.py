@@ -56,6 +56,28 @@ def init_model(config: ModelConfig, key: jax.Array, eos_id: Optional[int] = None
 
 
 @functools.lru_cache(maxsize=64)
+def _param_shapes(config: ModelConfig):
+  """{path: shape} of `init_params(config)`, traced only (nothing is computed)."""
+  tree = jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
+  return {jax.tree_util.keystr(p): tuple(x.shape)
+          for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def check_params(config: ModelConfig, params, what: str = "model") -> None:
+  """Raises ValueError naming the first tensor that `config` lacks, wants, or shapes otherwise
+  (before a trace would fail inside flax)."""
+  want = _param_shapes(config)
+  have = {jax.tree_util.keystr(p): tuple(getattr(x, "shape", ()))
+          for p, x in jax.tree_util.tree_flatten_with_path(params)[0]}
+  for path in sorted(set(want) | set(have)):
+    if want.get(path) != have.get(path):
+      raise ValueError(
+          f"{what}'s params do not match its config at params{path}: the config wants "
+          f"{want.get(path, 'no such tensor')}, the params hold "
+          f"{have.get(path, 'no such tensor')}")
+
+
+@functools.lru_cache(maxsize=64)
 def param_logical_axes(config: ModelConfig):
   """The logical axis names of every parameter (a pytree of PartitionSpecs of names).
 

@@ -41,6 +41,7 @@ _CONTROL, _USER_DEFINED = 3, 4  # llama.cpp token types
 
 SMOLLM2_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 _DEFAULT = object()
+CHAT_ROLES = ("system", "user", "assistant")
 
 
 def chat_prompt(messages: Union[str, Sequence[Mapping[str, str]]],
@@ -53,7 +54,10 @@ def chat_prompt(messages: Union[str, Sequence[Mapping[str, str]]],
   """
   if isinstance(messages, str):
     messages = [{"role": "user", "content": messages}]
+  _check_messages(messages)
   system = SMOLLM2_SYSTEM if system is _DEFAULT else system
+  if system is not None and not isinstance(system, str):
+    raise ValueError(f"chat_prompt system must be a string or None, got {system!r:.60}")
   turns = []
   if system and (not messages or messages[0]["role"] != "system"):
     turns.append(f"<|im_start|>system\n{system}<|im_end|>\n")
@@ -61,6 +65,22 @@ def chat_prompt(messages: Union[str, Sequence[Mapping[str, str]]],
   if add_generation_prompt:
     turns.append("<|im_start|>assistant\n")
   return "".join(turns)
+
+
+def _check_messages(messages) -> None:
+  if not isinstance(messages, (list, tuple)):
+    raise ValueError(f"chat_prompt messages must be a string or a list of {{'role': ..., "
+                     f"'content': ...}} dicts, got {type(messages).__name__} {messages!r:.60}")
+  for i, m in enumerate(messages):
+    if not isinstance(m, Mapping) or not {"role", "content"} <= set(m):
+      raise ValueError(f"chat_prompt message {i} must be a dict with the keys 'role' "
+                       f"and 'content', got {m!r:.60}")
+    if m["role"] not in CHAT_ROLES:
+      raise ValueError(f"chat_prompt message {i} role must be one of {CHAT_ROLES}, got "
+                       f"{m['role']!r:.60}")
+    if not isinstance(m["content"], str):
+      raise ValueError(f"chat_prompt message {i} content must be a string, got "
+                       f"{m['content']!r:.60}")
 
 
 def _pre_tokenizer(pre: str):

@@ -5,7 +5,9 @@ prompts) plus one frozen `LoopConfig`; `experiments/train.py` builds them from a
 config. Each step is a pure function of (state, batch, step): the batch comes
 from a saved iterator position and every random key is `fold_in(key, step)`,
 so a run killed and resumed from its last checkpoint reaches the same
-parameters as one that never stopped.
+parameters as one that never stopped. A NaN/inf loss or parameter stops the run before
+anything is saved (training/resume.py also verifies every checkpoint's checksums on save and
+resume, and resumes from the newest good one).
 
 Mode "feature" trains a feature draft (`sj.feature_draft`) with training-time test
 (training/ttt.py) on reply batches ({tokens_BT, mask_BT}: replies.ReplyBatches); its best
@@ -28,8 +30,10 @@ import numpy as np
 
 from specjax.decoding.autoregressive import generate
 from specjax.decoding.feature_drafter import FeatureDrafter
+from specjax.decoding.inputs import as_float, as_int
 from specjax.decoding.sampling import Sampling
 from specjax.decoding.speculative import speculative_generate
+from specjax.models import integrity
 from specjax.models.model import Model
 from specjax.models.registry import REGISTRY
 from specjax.training import metrics, resume, train_step, ttt
@@ -56,12 +60,33 @@ class LoopConfig:
   log_every: int = 10
   seed: int = 0
 
+  def __post_init__(self):
+    """Every field checked here, so that a bad one fails before any work (or a crash mid-run)."""
+    if self.mode not in MODES:
+      raise ValueError(f"LoopConfig.mode must be one of {MODES}, got {self.mode!r}")
+    for name in ("steps", "prefix_len", "ckpt_every", "keep", "eval_every", "eval_k",
+                 "eval_new_tokens", "log_every"):
+      object.__setattr__(self, name, as_int(f"LoopConfig.{name}", getattr(self, name), 1))
+    object.__setattr__(self, "seed", as_int("LoopConfig.seed", self.seed, 0))
+    for name in ("gen_sampling", "eval_sampling"):
+      if not isinstance(getattr(self, name), Sampling):
+        raise ValueError(f"LoopConfig.{name} must be a specjax.Sampling, got "
+                         f"{getattr(self, name)!r}")
+    check_mixture(self.mixture, self.mode)
+
 
 def check_mixture(mixture, mode: str) -> None:
-  if not mixture or any(s not in SOURCES or w < 0 for s, w in mixture) or \
-      sum(w for _, w in mixture) <= 0:
-    raise ValueError(f"data mixture must be 'source:weight' pairs with sources from {SOURCES} "
-                     f"and positive total weight, got {mixture!r}")
+  """(source, weight) pairs: known sources, finite weights >= 0, a positive total."""
+  ok = isinstance(mixture, (list, tuple)) and mixture and all(
+      isinstance(p, (list, tuple)) and len(p) == 2 and p[0] in SOURCES for p in mixture)
+  if ok:
+    try:
+      weights = [as_float("mixture weight", w, 0) for _, w in mixture]
+    except ValueError:
+      ok = False
+  if not ok or sum(weights) <= 0:
+    raise ValueError(f"data mixture must be 'source:weight' pairs with sources from {SOURCES}, "
+                     f"finite weights >= 0 and a positive total weight, got {mixture!r}")
   if mode == "lm" and any(s != "corpus" and w > 0 for s, w in mixture):
     raise ValueError("mode 'lm' trains on the corpus only; generated sources need a target "
                      "(mode 'distill')")
@@ -149,6 +174,7 @@ def train(workdir: str, run_config: dict, cfg: LoopConfig, draft: Model, batches
       last = dict({k: float(v) for k, v in m.items()}, lr=float(schedule(step - 1)),
                   tokens_per_s=tokens / (time.perf_counter() - t0),
                   tokens_seen=step * int(np.prod(tokens_BT.shape)))
+      _check_finite(workdir, step, last["loss"], state, ckpts.latest_step())
       if step % cfg.log_every == 0 or step == cfg.steps:
         writer.scalars({f"train/{k}": v for k, v in last.items()}, step)
       if eval_prompts and target is not None and (step % cfg.eval_every == 0 or
@@ -185,6 +211,17 @@ def train(workdir: str, run_config: dict, cfg: LoopConfig, draft: Model, batches
   write_json(f"{workdir}/summary.json", summary)
   summary["params"] = model_of(state).params
   return summary
+
+
+def _check_finite(workdir: str, step: int, loss: float, state, last_saved) -> None:
+  """Stops the run before a NaN/inf loss or state reaches a checkpoint or best/."""
+  bad = [] if np.isfinite(loss) else [f"loss {loss}"]
+  bad += [f"parameter {n}" for n in integrity.nonfinite(state.params)[:3]]
+  if bad:
+    raise FloatingPointError(
+        f"{workdir}: step {step}: non-finite {', '.join(bad)}; training stopped and nothing "
+        f"of this step was saved (the newest checkpoint is step {last_saved}, best/ is "
+        "untouched). Lower optim.lr or check the data, then resume.")
 
 
 def _saved(draft, target: Optional[Model]) -> Model:

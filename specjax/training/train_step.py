@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from specjax.decoding.inputs import as_float, as_int
 from specjax.decoding.sampling import Sampling
 from specjax.models.config import ModelConfig
 from specjax.models.transformer import forward, sub_vocab_index
@@ -23,6 +24,19 @@ class OptimConfig:
   b2: float = 0.95
   clip_norm: float = 1.0
   min_lr_ratio: float = 0.1
+
+  def __post_init__(self):
+    """Each field a finite number in its range (clip_norm > 0: 0 would zero every update)."""
+    f = lambda name, *a, **kw: object.__setattr__(
+        self, name, as_float(f"OptimConfig.{name}", getattr(self, name), *a, **kw))
+    f("learning_rate", 0)
+    f("weight_decay", 0)
+    f("b1", 0, 1)
+    f("b2", 0, 1)
+    f("clip_norm", 0, lo_open=True, note=" (the global gradient norm kept)")
+    f("min_lr_ratio", 0, 1)
+    for name, lo in (("warmup_steps", 0), ("total_steps", 1)):
+      object.__setattr__(self, name, as_int(f"OptimConfig.{name}", getattr(self, name), lo))
 
 
 def make_schedule(c: OptimConfig) -> optax.Schedule:

@@ -52,7 +52,7 @@ def test_counts_decay_and_skip_ended_rows():
 @pytest.mark.parametrize("kw,msg", [
     (dict(c=-1.0), "costs"), (dict(decay=2.0), "decay"), (dict(lengths=(-1, 2)), "lengths"),
     (dict(lengths=(2, 2)), "lengths"), (dict(r_slope=float("nan")), "r_slope"),
-    (dict(c=True), "c must be a number"), (dict(iteration_costs=(1.0,)), "iteration_costs"),
+    (dict(c=True), "c must be a finite number"), (dict(iteration_costs=(1.0,)), "iteration_costs"),
     (dict(lengths=(1, 2), iteration_costs=(1.0, -1.0)), "iteration_costs")])
 def test_bad_policies_are_refused(kw, msg):
   with pytest.raises(ValueError, match=msg):

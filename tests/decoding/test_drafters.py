@@ -94,3 +94,26 @@ def test_feature_layers_outside_the_target_are_refused_before_compiling():
                               feature_layers=(3,))
   with pytest.raises(ValueError, match="hidden_layers"):
     sj.speculative_generate(target, recorder, [[1, 2]], k=2, max_new_tokens=4)
+
+
+def _lookup_reference(seq, n, max_ngram, min_ngram, k):
+  """Prompt lookup by the definition: the longest n-gram first, its latest earlier match."""
+  for m in range(max_ngram, min_ngram - 1, -1):
+    for j in range(n - 2, m - 2, -1):
+      if n >= m + 1 and seq[j - m + 1:j + 1] == seq[n - m:n]:
+        return [seq[min(j + 1 + i, n - 1)] for i in range(k)]
+  return [seq[n - 1]] * k
+
+
+@pytest.mark.parametrize("max_ngram,min_ngram", [(3, 1), (2, 2), (50, 1), (10**6, 4)])
+def test_prompt_lookup_proposes_the_longest_latest_match(max_ngram, min_ngram):
+  rng = np.random.default_rng(max_ngram)
+  seq_BS = rng.integers(0, 3, (16, 24))  # 3 ids: many matches of every length
+  seq_BS[:4] = np.tile([1, 2], 12)  # a repeat longer than most max_ngram
+  n_B = rng.integers(1, 25, 16)
+  d = sj.prompt_lookup(max_ngram, min_ngram, vocab_size=3)
+  got, q, _ = d.propose((), jnp.asarray(seq_BS, jnp.int32), jnp.asarray(n_B, jnp.int32), 4,
+                        sj.Sampling(0.0), None)
+  want = [_lookup_reference(list(s), int(n), max_ngram, min_ngram, 4)
+          for s, n in zip(seq_BS, n_B)]
+  np.testing.assert_array_equal(got, want)

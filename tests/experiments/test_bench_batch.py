@@ -36,6 +36,7 @@ def test_tiny_run_prints_the_table_and_writes_the_json(tmp_path):
 @pytest.mark.parametrize("field,value,match", [
     ("k", 0, "config.k"), ("batches", (), "config.batches"), ("batches", (1, 0), "batches"),
     ("drafts", ("lookup:3", "lookup:3"), "duplicates"),
+    ("drafts", ("self:abc",), r"config\.drafts: 'self:abc'"),
     ("modes.greedy.temperature", -1.0, "config.modes.greedy")])
 def test_bad_config_refused_before_any_model_loads(monkeypatch, field, value, match):
   assert_refused_before_loading(monkeypatch, bench_batch.main, presets.get_config("tiny"),

@@ -10,6 +10,7 @@ from tests.experiments import assert_refused_before_loading
     ("meshes", ("1x1", "2x3"), "'2x3' needs 6 devices, there are 8"),
     ("meshes", ("2by4",), "not DATAxMODEL"), ("meshes", ("0x8",), "not DATAxMODEL"),
     ("meshes", (), "non-empty"), ("rules", "nope", "unknown sharding rules"),
+    ("draft", "self:x", r"config\.draft: 'self:x'"),
     ("batch", 0, "config.batch")])
 def test_bad_config_refused_before_any_model_loads(monkeypatch, field, value, match):
   assert_refused_before_loading(monkeypatch, bench_mesh.main, presets.get_config("tiny"),

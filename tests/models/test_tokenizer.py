@@ -118,3 +118,15 @@ def test_smollm2_tokenizer_matches_transformers(smollm2_tok):
   texts = [t for t in TEXTS if not any(c.isdigit() for c in t)] + [chat_prompt("Hi")]
   for text in texts:
     assert smollm2_tok.encode(text) == ref.encode(text, add_special_tokens=False)
+
+
+@pytest.mark.parametrize("messages,kw,match", [
+    (None, {}, "chat_prompt messages must be a string or a list"),
+    (123, {}, "chat_prompt messages"), (b"", {}, "chat_prompt messages"),
+    (["hi"], {}, "message 0 must be a dict"), ([{"role": "user"}], {}, "message 0 must be a dict"),
+    ([{"role": "bogus", "content": "x"}], {}, "message 0 role must be one of"),
+    ([{"role": "user", "content": None}], {}, "message 0 content must be a string"),
+    ("hi", {"system": 123}, "chat_prompt system must be a string or None")])
+def test_chat_prompt_refuses_what_it_would_render_as_text(messages, kw, match):
+  with pytest.raises(ValueError, match=match):
+    chat_prompt(messages, **kw)

@@ -10,7 +10,8 @@ import pytest
 import specjax as sj
 from configs import train as train_configs
 from experiments import train as train_exp
-from tests.helpers import read_scalars
+from experiments import train_config
+from tests.helpers import max_param_diff, read_scalars
 
 
 def _cfg(**overrides):
@@ -21,10 +22,6 @@ def _cfg(**overrides):
   cfg.update_from_flattened_dict(overrides)
   return cfg
 
-
-def _max_diff(a, b):
-  return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
-             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
@@ -39,7 +36,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
   assert os.path.isdir(tmp_path / "b" / "checkpoints" / "4")
   second = train_exp.run(cfg, str(tmp_path / "b"), verbose=False)
   assert second["resumed_from"] == 4 and second["step"] == 6 and not second["preempted"]
-  assert _max_diff(full["params"], second["params"]) <= 1e-6
+  assert max_param_diff(full["params"], second["params"]) <= 1e-6
   # Metrics: TensorBoard scalars, the JSON summary, the best draft by acceptance.
   scalars = read_scalars(str(tmp_path / "a" / "tensorboard"))
   assert {"train/loss", "train/lr", "train/tokens_per_s", "eval/acceptance"} <= set(scalars)
@@ -119,6 +116,27 @@ def test_on_policy_generation_and_eval_use_their_whole_sampling_configs():
   cfg = _cfg(**{"distill.sampling.temperature": 0.7, "distill.sampling.top_k": 5,
                 "distill.sampling.top_p": 0.9, "eval.sampling.temperature": 0.5,
                 "eval.sampling.top_p": 0.8})
-  loop_cfg = train_exp.loop_config(cfg, train_exp.parse_mixture(cfg.data.mixture))
+  loop_cfg = train_config.loop_config(cfg, train_config.parse_mixture(cfg.data.mixture))
   assert loop_cfg.gen_sampling == sj.Sampling(0.7, top_k=5, top_p=0.9)
   assert loop_cfg.eval_sampling == sj.Sampling(0.5, top_k=0, top_p=0.8)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(steps=-5), "LoopConfig.steps"), (dict(ckpt_every=0), "LoopConfig.ckpt_every"),
+    (dict(keep=0), "LoopConfig.keep"), (dict(eval_every=0), "LoopConfig.eval_every"),
+    (dict(eval_k=0), "LoopConfig.eval_k"), (dict(eval_new_tokens=0), "eval_new_tokens"),
+    (dict(log_every=0), "LoopConfig.log_every"), (dict(prefix_len=0), "LoopConfig.prefix_len"),
+    (dict(steps=True), "LoopConfig.steps"), (dict(mode="bogus"), "LoopConfig.mode"),
+    (dict(mixture=(("corpus", float("nan")),)), "data mixture"),
+    (dict(mixture=(("corpus", float("inf")),)), "data mixture"),
+    (dict(mixture=(("corpus", 0.0),)), "positive total"),
+    (dict(eval_sampling=0.5), "LoopConfig.eval_sampling")])
+def test_loop_config_checks_itself(kw, match):
+  from specjax.training import loop
+  with pytest.raises(ValueError, match=match):
+    loop.LoopConfig(**kw)
+
+
+def test_loop_config_takes_numpy_integers():
+  from specjax.training import loop
+  assert loop.LoopConfig(steps=np.int64(3)).steps == 3

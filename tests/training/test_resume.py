@@ -12,7 +12,7 @@ import specjax as sj
 from configs import train as train_configs
 from experiments import train as train_exp
 from specjax.training import resume, train_step
-from tests.helpers import tiny_model
+from tests.helpers import max_param_diff, tiny_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -24,10 +24,6 @@ def _cfg(**overrides):
   cfg.update_from_flattened_dict(overrides)
   return cfg
 
-
-def _max_diff(a, b):
-  return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
-             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 def _data_file(step_dir):
@@ -80,7 +76,7 @@ def test_a_damaged_newest_step_is_skipped_and_the_run_resumes_from_the_good_one(
   before = {s: open(_data_file(os.path.join(ckpts, s)), "rb").read() for s in ("2", "4")}
   summary = train_exp.run(_cfg(), workdir, verbose=False)
   assert summary["resumed_from"] == 4 and summary["step"] == 6
-  assert _max_diff(summary["params"], params) <= 1e-6  # the same run as one never damaged
+  assert max_param_diff(summary["params"], params) <= 1e-6  # the same run as one never damaged
   damaged = os.listdir(os.path.join(workdir, "damaged_checkpoints"))
   assert len(damaged) == 1 and damaged[0].startswith("6.")
   assert sorted(os.listdir(ckpts)) == ["2", "4", "6"]  # the older steps are intact
@@ -148,4 +144,4 @@ def test_save_best_never_replaces_the_best_with_a_nonfinite_model(tmp_path):
     resume.save_best(str(tmp_path), bad, {"acceptance": 0.9, "step": 2})
   assert resume.best_acceptance(str(tmp_path)) == 0.5
   back = sj.load(str(tmp_path / "best"))
-  assert _max_diff(back.params, m.params) == 0
+  assert max_param_diff(back.params, m.params) == 0
