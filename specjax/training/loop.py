@@ -206,6 +206,7 @@ def train(workdir: str, run_config: dict, cfg: LoopConfig, draft: Model, batches
       progress.close()
   summary = dict(step=step, steps=cfg.steps, preempted=bool(stop["flag"] and step < cfg.steps),
                  resumed_from=start if resumed else None,
+                 damaged_checkpoints=[dict(step=s, why=why) for s, why in ckpts.damaged],
                  seconds=time.perf_counter() - t0, **last, **evals, best_acceptance=best,
                  trainable_params=sum(int(x.size) for x in jax.tree.leaves(state.params)))
   write_json(f"{workdir}/summary.json", summary)

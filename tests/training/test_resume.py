@@ -76,6 +76,7 @@ def test_a_damaged_newest_step_is_skipped_and_the_run_resumes_from_the_good_one(
   before = {s: open(_data_file(os.path.join(ckpts, s)), "rb").read() for s in ("2", "4")}
   summary = train_exp.run(_cfg(), workdir, verbose=False)
   assert summary["resumed_from"] == 4 and summary["step"] == 6
+  assert [d["step"] for d in summary["damaged_checkpoints"]] == [6]  # reported
   assert max_param_diff(summary["params"], params) <= 1e-6  # the same run as one never damaged
   damaged = os.listdir(os.path.join(workdir, "damaged_checkpoints"))
   assert len(damaged) == 1 and damaged[0].startswith("6.")
