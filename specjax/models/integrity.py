@@ -58,14 +58,18 @@ def check_digests(tree, expected: Mapping[str, str], where: str) -> None:
                        f"read {d}): the checkpoint is damaged")
 
 
+@jax.jit
+def _all_finite(leaves):
+  return [jax.numpy.isfinite(x).all() for x in leaves]
+
+
 def nonfinite(tree) -> List[str]:
-  """Paths of the floating-point leaves that hold a NaN or an infinity."""
-  bad = []
-  for name, x in _leaves(tree).items():
-    if jax.numpy.issubdtype(getattr(x, "dtype", np.float32), jax.numpy.inexact) and \
-        not bool(jax.numpy.isfinite(x).all()):
-      bad.append(name)
-  return bad
+  """Paths of the floating-point leaves that hold a NaN or an infinity (one compiled reduction
+  per tree shape, not one dispatch per leaf: the training loop calls this every step)."""
+  named = [(name, x) for name, x in _leaves(tree).items()
+           if jax.numpy.issubdtype(getattr(x, "dtype", np.float32), jax.numpy.inexact)]
+  flags = jax.device_get(_all_finite([x for _, x in named]))
+  return [name for (name, _), ok in zip(named, flags) if not ok]
 
 
 def check_finite(tree, where: str, what: str = "parameters") -> None:

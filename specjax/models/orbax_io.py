@@ -148,7 +148,7 @@ def _check_tree(params_dir: str, ckptr, abstract) -> None:
     raise ValueError(f"{params_dir}: cannot read the orbax checkpoint's array metadata "
                      "(corrupt manifest.ocdbt or _sharding?)")
   stored = item.tree
-  name = lambda kp: "/".join(str(getattr(k, "key", k)) for k in kp)
+  name = integrity.leaf_name
   want = {name(kp): x for kp, x in jax.tree_util.tree_leaves_with_path(abstract)}
   have = {name(kp): x for kp, x in jax.tree_util.tree_leaves_with_path(
       stored, is_leaf=lambda x: hasattr(x, "shape"))}
