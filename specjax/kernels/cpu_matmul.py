@@ -13,8 +13,9 @@ that differ never load each other's library.
 `matmuls(x, ws)` takes the kernel when all of these hold, else `jnp.dot`:
 - the library is built, loads, and the CPU has AVX2 + FMA (`status()` says why not);
 - the model config asks for it (`ModelConfig.matmul == "auto"`, the default);
-- fp32 operands, and at most `MAX_ROWS` rows (decode and verification; prefill and training
-  keep XLA's GEMM), except single rows where XLA's GEMV measured faster (`uses_kernel`);
+- fp32 operands, and at most `MAX_ROWS` rows (6: decode and verification up to K = 5;
+  batched decode, prefill and training keep XLA's GEMM), except single rows where XLA's
+  GEMV measured faster (`uses_kernel`);
 - the caller resolved `mode` to "auto" for this placement: the custom call has no sharding
   rule, so the samplers pass "xla" under a multi-device mesh (`sharding.kernel_allowed`);
 - the program is lowered for CPU (`lax.platform_dependent`): on GPU/TPU nothing changes.
@@ -44,8 +45,22 @@ def _lib_path() -> str:
   return cache_dir("kernels", f"cpu_matmul-{digest.hexdigest()[:16]}.so")
 
 
+def _max_rows() -> int:
+  value = os.environ.get("SPECJAX_CPU_MATMUL_MAX_ROWS", "6")
+  if not value.isdigit() or int(value) < 1:
+    raise ValueError(f"SPECJAX_CPU_MATMUL_MAX_ROWS={value!r}: want a positive integer")
+  return int(value)
+
+
 LIB_PATH = _lib_path()
-MAX_ROWS = 32  # rows (batch x tokens) up to which the kernel is used
+# Rows (batch x tokens) up to which the kernel is used: one pass over each weight (its
+# register block is 6 rows). Past that it streams the weights again per 6 rows, and on this
+# project's current CPU (2 cores, 105 MiB L3, half its time stolen) that lost to XLA's GEMM:
+# SmolLM2-135M verification r9 2.47 vs 1.97, r17 4.03 vs 2.51 (bench_verify), batched greedy
+# decode 149 vs 89 ms per step at 8 rows and 449 vs 201 at 32 (docs/verification_cpu.md).
+# On the machine it was first tuned on the kernel still won at 17-20 rows (by 10-17%), so
+# SPECJAX_CPU_MATMUL_MAX_ROWS sets another cut-over for another CPU.
+MAX_ROWS = _max_rows()
 # One row is a GEMV, which XLA already runs near memory bandwidth. There the kernel loses
 # on the tied vocab head (nt: 1.20x XLA's time for SmolLM2's [49152, 576]) and on the ~1B
 # MLP's [2048, 8192] and [8192, 2048] (1.25x for the MLP, 1.32x and 1.10x apart: a column

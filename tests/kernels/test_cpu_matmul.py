@@ -4,6 +4,8 @@ Tolerance: a float32 dot product of length K summed in another order differs by 
 about K * eps * sum_k |x_k w_k| (the classic bound); the checks use 2 K eps (|x| @ |w|).
 """
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -54,10 +56,11 @@ def test_kernel_matches_xla_on_model_shapes(M, K, N, nt):
   w = jnp.asarray(rng.standard_normal((N, K) if nt else (K, N), np.float32))
   (got,) = jax.jit(lambda x, w: cpu_matmul._kernel(x, (w,), nt, (N,)))(x, w)  # the kernel
   _assert_close(got, x, w, nt)
-  # matmuls takes it except for the single rows where XLA's GEMV is faster.
+  # matmuls takes it up to MAX_ROWS rows, except for the single rows where XLA's GEMV is
+  # faster.
   gemv = M == 1 and (nt or max(K, N) > cpu_matmul._GEMV_MAX_DIM)
   taken = "specjax_cpu_matmul" in _hlo(lambda x, w: cpu_matmul.matmuls(x, [w], nt=nt), x, w)
-  assert taken == (not gemv)
+  assert taken == (not gemv and M <= cpu_matmul.MAX_ROWS)
 
 
 @needs_kernel
@@ -115,6 +118,17 @@ def test_when_the_kernel_is_taken():
     assert opts.config.matmul == want
 
 
+def test_the_row_cut_over_is_set_by_the_environment():
+  code = "from specjax.kernels import cpu_matmul; print(cpu_matmul.MAX_ROWS)"
+  run = lambda value: subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                     text=True, env={**os.environ, VAR: value})
+  VAR = "SPECJAX_CPU_MATMUL_MAX_ROWS"
+  assert run("17").stdout.strip() == "17"
+  for bad in ("0", "six", "-3"):
+    out = run(bad)
+    assert out.returncode != 0 and f"{VAR}={bad!r}: want a positive integer" in out.stderr
+
+
 def test_bad_operands_are_refused_before_compiling():
   with pytest.raises(ValueError, match="2-D"):
     cpu_matmul.matmuls(jnp.ones((2, 3, 4)), [jnp.ones((4, 5))])
@@ -122,8 +136,8 @@ def test_bad_operands_are_refused_before_compiling():
 
 def _forward_verify(model):
   """Prefill 9 tokens, then one 5-token verification call with the cache: its logits."""
-  tokens = jnp.asarray(np.random.default_rng(2).integers(0, model.config.vocab_size, (2, 14)))
-  cache = sj.init_cache(model.config, 2, 32)
+  tokens = jnp.asarray(np.random.default_rng(2).integers(0, model.config.vocab_size, (1, 14)))
+  cache = sj.init_cache(model.config, 1, 32)
   _, cache = sj.forward(model.params, model.config, tokens[:, :9], cache)
   fn = jax.jit(lambda p, t, c: sj.forward(p, model.config, t, c)[0])
   return fn(model.params, tokens[:, 9:], cache), fn.lower(model.params, tokens[:, 9:],
