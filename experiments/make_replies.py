@@ -42,8 +42,9 @@ def reply_config(cfg) -> replies.ReplyConfig:
 def main(cfg):
   rcfg = reply_config(cfg)
   common.check_model(cfg, "target", real_only=True)
+  common.rules_from_name(cfg.rules)
   mesh = common.mesh_from_config(cfg)
-  rules = common.rules_from_name(cfg.rules)
+  rules = common.rules_from_name(cfg.rules) if mesh else None
   target = common.build_model(cfg.target, cfg.dtype)
   ps = prompts.build_prompts(decontam.eval_filter(), cfg.sources,
                              limit_bytes=cfg.limit_bytes or None,
