@@ -167,6 +167,14 @@ def rules_from_name(name: str):
   return table[name]
 
 
+def workdir_flag(help_text: str) -> flags.FlagHolder:
+  """A main's --workdir flag. Defined once per process: importing two mains (a test does)
+  shares it instead of failing with DuplicateFlagError."""
+  if "workdir" in flags.FLAGS:
+    return flags.FlagHolder(flags.FLAGS, flags.FLAGS["workdir"])
+  return flags.DEFINE_string("workdir", None, help_text)
+
+
 def run(main: Callable[[ml_collections.ConfigDict], None], default_config: str) -> None:
   """Starts an experiment main: `--config` (default `default_config`), multi-host, main(config).
 

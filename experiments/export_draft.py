@@ -13,8 +13,9 @@ import shutil
 from absl import app, flags, logging
 
 import specjax as sj
+from experiments import common
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "training workdir (its best/ is exported)")
+_WORKDIR = common.workdir_flag("training workdir (its best/ is exported)")
 _OUT = flags.DEFINE_string("out", None, "checkpoint directory to write (replaced)")
 _BASE = flags.DEFINE_string("base", "", "registered base model whose params need not be stored")
 _NAME = flags.DEFINE_string("name", "smollm2-135m-draft", "the exported model's name")

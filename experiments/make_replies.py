@@ -18,7 +18,7 @@ from configs.replies import SAMPLINGS
 from experiments import common
 from specjax.training import decontam, prompts, replies
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "shard directory (resumed when it holds this run)")
+_WORKDIR = common.workdir_flag("shard directory (resumed when it holds this run)")
 
 
 def reply_config(cfg) -> replies.ReplyConfig:

@@ -19,7 +19,7 @@ from absl import flags
 from experiments import common
 from specjax.evals import table1
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "output directory (resumed when it holds this run)")
+_WORKDIR = common.workdir_flag("output directory (resumed when it holds this run)")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "generate nothing: write the outputs from "
                                  "the records in --workdir (a run may be going on)")
 

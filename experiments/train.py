@@ -23,7 +23,7 @@ from specjax import training
 from specjax.models import drafts
 from specjax.training import data, loop, replies
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "run directory (resumed when it holds this run)")
+_WORKDIR = common.workdir_flag("run directory (resumed when it holds this run)")
 
 
 def _data(cfg, target, rng):

@@ -26,6 +26,9 @@ A row at m = 0 drafts nothing: its token comes from p at the last committed
 position, as in ArS (the variant m = 0 still runs the drafter for one token, so
 that its state stays in step, and verifies the last token alone). Its counts
 only decay, so the estimate drifts back to the prior and the row tries again.
+Where the prior itself chooses m = 0 (`never_drafts`: the costs, measured at
+the call's batch size, say no draft length pays at the prior acceptance), no row
+would ever draft, and the engine runs plain ArS instead of the loop.
 
 Exact: m depends only on the row's earlier acceptances, fixed before this
 iteration's draft is drawn; speculative sampling is exact for any draft length
@@ -131,6 +134,14 @@ def choose_lengths(policy: AdaptiveK, counts_B2):
     cost_M = m_M * policy.c + 1.0 + policy.r_slope * m_M
   best_B = jnp.argmax(tokens_BM / cost_M, axis=1)
   return jnp.asarray(policy.lengths, jnp.int32)[best_B]
+
+
+def never_drafts(policy: AdaptiveK) -> bool:
+  """Whether the policy's first choice, before any verification, is m = 0. Such a row's
+  counts only decay (nothing is verified), so it chooses 0 again at every iteration and never
+  drafts: the whole generation is ArS, and `speculative_generate` runs ArS's own program
+  instead of the loop's m = 0 steps (which also run the drafter, and cost more)."""
+  return int(choose_lengths(policy, init_counts(1))[0]) == 0
 
 
 def variant_for(policy: AdaptiveK, m_B, live_B):

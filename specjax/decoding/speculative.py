@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from specjax import sharding
-from specjax.decoding import adaptive, engine, inputs
+from specjax.decoding import adaptive, autoregressive, engine, inputs
 from specjax.decoding.adaptive import AdaptiveK
 from specjax.decoding.engine import GenerateOutput, Options
 from specjax.decoding.drafters import Drafter, Features, ModelDrafter, PromptLookup, build_drafter
@@ -228,6 +228,19 @@ def _as_drafter(draft, target: Model, placement=None):
                    f"'self:8', 'smollm2-135m-draft', a path), got {type(draft).__name__}")
 
 
+def _undrafted(target, prompts, max_new_tokens, sampling, key, eos_id, mesh, rules,
+               pad_multiple, k) -> GenerateOutput:
+  """ArS for an adaptive policy that never drafts, with SpS-shaped stats (k + 1 columns)."""
+  out = autoregressive.generate(target, prompts, max_new_tokens, sampling, key, eos_id, mesh,
+                                rules, pad_multiple)
+  new_B = out.stats.new_tokens_B
+  zeros_B = jnp.zeros_like(new_B)
+  hist_BG = jnp.zeros((new_B.shape[0], k + 1), jnp.int32).at[:, 0].set(new_B)
+  stats = out.stats.replace(accepted_histogram_BG=hist_BG, drafted_B=zeros_B,
+                            rejected_B=zeros_B, draft_calls=jnp.zeros((), jnp.int32))
+  return dataclasses.replace(out, stats=stats)
+
+
 def speculative_generate(target: Model, draft, prompts, k: int = 4, max_new_tokens: int = 32,
                          sampling: Sampling = Sampling(temperature=0.0),
                          key: Optional[jax.Array] = None, eos_id=inputs.MODEL_EOS,
@@ -247,7 +260,9 @@ def speculative_generate(target: Model, draft, prompts, k: int = 4, max_new_toke
   on every device) and splits the batch over 'data'.
   `adaptive_k` (`sj.AdaptiveK`): each row drafts up to k tokens per iteration, as
   many as its running acceptance and the costs make worth it (`decoding.adaptive`);
-  None: always k.
+  None: always k. A policy that would never draft (its costs, measured at this batch size,
+  make m = 0 the choice at the prior) runs ArS (`sj.generate`) with this call's arguments:
+  its stats then count 0 drafts and one block of one token per new token.
   """
   engine.check_model(target, "target")
   k = inputs.as_int("k (draft tokens per iteration)", k, 1)
@@ -264,6 +279,9 @@ def speculative_generate(target: Model, draft, prompts, k: int = 4, max_new_toke
     # A drafter that calls no model (prompt lookup) drafts for free.
     c = adaptive_k.c if drafter.calls_per_proposal(k) else 0.0
     opts = dataclasses.replace(opts, adaptive=adaptive_k.for_k(k, c))
+    if not return_state and adaptive.never_drafts(opts.adaptive):
+      return _undrafted(target, prompts, max_new_tokens, sampling, key, eos_id, mesh, rules,
+                        pad_multiple, k)
   tokens, lengths, stats, cache, draft_state = engine.two_phases(
       lambda: _prefill_jit(params, drafter, prompt_BT, prompt_len_B, opts=opts),
       lambda state: _loop_jit(params, drafter, state, prompt_len_B, key, opts=opts))

@@ -103,6 +103,35 @@ def test_greedy_adaptive_equals_greedy_target_on_a_ragged_batch(drafter, policy)
     assert (drafted_B < 2 * blocks_B).all()
 
 
+# At the prior (a = 0.5) no length pays: 1 / 1.0 > 1.75 / 2.0 > 1.94 / 3.0.
+NEVER = sj.AdaptiveK(lengths=(0, 2, 4), iteration_costs=(1.0, 2.0, 3.0))
+
+
+def test_a_policy_that_never_drafts_runs_ars(monkeypatch):
+  """Rows at m = 0 only decay their counts: a policy choosing 0 at the prior never drafts,
+  so the engine runs ArS itself: the same tokens as sj.generate with the same key."""
+  assert adaptive.never_drafts(NEVER.for_k(4, 0.05))
+  assert not adaptive.never_drafts(SWITCHING.for_k(4, 0.05))
+  assert not adaptive.never_drafts(sj.AdaptiveK(lengths=(2, 4)).for_k(4, 0.05))  # no 0
+  target = _target()
+  real_loop = speculative._loop_jit
+  monkeypatch.setattr(speculative, "_loop_jit", lambda *a, **k: pytest.fail("the loop ran"))
+  for s, key in ((sj.Sampling(0.0), None), (sj.Sampling(1.0), jax.random.key(3))):
+    want = sj.generate(target, PROMPTS, max_new_tokens=12, sampling=s, key=key)
+    got = sj.speculative_generate(target, sj.self_draft(target, num_layers=1), PROMPTS, k=4,
+                                  max_new_tokens=12, sampling=s, key=key, adaptive_k=NEVER)
+    np.testing.assert_array_equal(got.tokens, want.tokens)
+    np.testing.assert_array_equal(got.lengths, want.lengths)
+    st = got.stats
+    assert st.drafted == 0 and st.rejected == 0 and int(st.draft_calls) == 0
+    assert st.accepted_histogram.tolist() == [int(np.sum(want.lengths)), 0, 0, 0, 0]
+  # Asked for its caches and draft state, the call runs the loop (at m = 0 throughout).
+  monkeypatch.setattr(speculative, "_loop_jit", real_loop)
+  out, _, _ = sj.speculative_generate(target, sj.prompt_lookup(), PROMPTS, k=4,
+                                      max_new_tokens=6, adaptive_k=NEVER, return_state=True)
+  assert out.stats.drafted == 0 and int(out.stats.target_calls) > 0
+
+
 def test_a_fixed_k_counts_k_drafts_per_block():
   target = _target()
   out = sj.speculative_generate(target, sj.prompt_lookup(), PROMPTS, k=3, max_new_tokens=16,
