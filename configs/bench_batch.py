@@ -37,7 +37,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     cfg.drafts = ("smollm2-135m-eagle", "lookup:3")
     cfg.batches = (1, 4, 16, 32)
     cfg.new_tokens = 64
-    cfg.heldout_from = "runs/replies_smollm2"
+    cfg.heldout_from = "data/replies_smollm2"
   else:
     raise ValueError(f"unknown bench_batch preset {arg!r}; use tiny or smollm2_chat")
   return cfg

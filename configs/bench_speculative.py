@@ -41,7 +41,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   elif arg == "smollm2_chat":  # the issue-19 goal measurement: held-out chat prompts, K = 4
     cfg.target = "smollm2-135m"
     cfg.drafts = ("smollm2-135m-eagle", "smollm2-135m-draft", "lookup:3")
-    cfg.heldout_from = "runs/replies_smollm2"
+    cfg.heldout_from = "data/replies_smollm2"
     cfg.repeats = 1
   else:
     raise ValueError(f"unknown bench_speculative preset {arg!r}; use tiny, smollm2 or "

@@ -96,7 +96,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     elif arg.startswith("smollm2_eagle") or arg == "smollm2_small_replies":
       # A window: a reply and the end of its prompt (the target's features are recomputed on
       # it); eval: held-out chat prompts (prompt_len: their longest).
-      cfg.data.update(sources="replies", seq_len=384, batch_size=4, replies="runs/replies_smollm2")
+      cfg.data.update(sources="replies", seq_len=384, batch_size=4, replies="data/replies_smollm2")
       cfg.eval.update(every=60, prompts=6, prompt_len=384, new_tokens=64,
                       sampling=sampling(temperature=0.0))  # greedy: the headline goal
       cfg.optim.update(learning_rate=1e-3, warmup_steps=20, weight_decay=0.0)

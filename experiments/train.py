@@ -5,7 +5,7 @@
   python -m experiments.train --config=configs/train.py:smollm2_small --workdir=runs/small \
       --config.distill.divergence=jsd --config.data.mixture=corpus:1,target:1
   python -m experiments.train --config=configs/train.py:smollm2_eagle --workdir=runs/eagle \
-      --config.data.replies=runs/replies_smollm2     (make_replies.py writes the replies)
+      --config.data.replies=data/replies_smollm2     (make_replies.py writes the replies)
 
 Re-running with the same --workdir resumes the run; a workdir holding a run of a
 different config is refused. SIGTERM (a preempted TPU VM) saves and exits.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 19 end to end for SmolLM2-135M: the target's replies (runs/replies_smollm2), then
+# Issue 19 end to end for SmolLM2-135M: the target's replies (data/replies_smollm2), then
 # the feature-draft ablation on the same replies and budget (runs/eagle/<name>, each resumed
 # if interrupted), then the goal measurement on the held-out chat prompts (batch 1, K = 4).
 # Usage: bash launch/smollm2_eagle.sh [STEPS] [NAME ...]   (default: 240 steps, all runs)
@@ -13,7 +13,7 @@ PY="${PYTHON:-.venv/bin/python}"
 STEPS="${1:-240}"
 shift || true
 "$PY" -m experiments.make_replies --config=configs/replies.py:smollm2 \
-  --workdir=runs/replies_smollm2
+  --workdir=data/replies_smollm2
 train() {  # NAME PRESET [OVERRIDES...]
   local name=$1 preset=$2
   shift 2

@@ -66,7 +66,7 @@ REGISTRY: Dict[str, Union[NamedModel, BundledModel]] = {
     "smollm2-135m-eagle": BundledModel(
         "smollm2-135m-eagle",
         "python -m experiments.make_replies --config=configs/replies.py:smollm2 "
-        "--workdir=runs/replies_smollm2 && python -m experiments.train "
+        "--workdir=data/replies_smollm2 && python -m experiments.train "
         "--config=configs/train.py:smollm2_eagle --workdir=runs/eagle/fused3 && "
         "python -m experiments.export_draft --workdir=runs/eagle/fused3 "
         "--out=specjax/data/smollm2-135m-eagle --base=smollm2-135m --name=smollm2-135m-eagle"),
