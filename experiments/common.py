@@ -16,7 +16,7 @@ from ml_collections import config_flags
 import specjax as sj
 from specjax import perf
 from specjax.cache import enable_compilation_cache
-from specjax.decoding.inputs import as_float, as_int
+from specjax.checks import as_float, as_int
 from configs import model as model_configs
 
 

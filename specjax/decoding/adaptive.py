@@ -40,7 +40,7 @@ from typing import Tuple
 
 import jax.numpy as jnp
 
-from specjax.decoding.inputs import as_float, as_int
+from specjax.checks import as_float, as_int
 
 
 def _sequence(name: str, v) -> tuple:

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from specjax import sharding
-from specjax.decoding.inputs import as_int
+from specjax.checks import as_int
 from specjax.decoding.sampling import Sampling, sample, warp
 from specjax.models.config import ModelConfig
 from specjax.models.kv_cache import KVCache, init_cache

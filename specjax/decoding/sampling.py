@@ -17,7 +17,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from specjax.decoding.inputs import as_float, as_int
+from specjax.checks import as_float, as_int
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,11 +1,11 @@
 """ModelConfig: the frozen description of a Llama-family decoder."""
 import dataclasses
-import math
-import numbers
 from typing import Any, Mapping, Tuple
 
 import jax.numpy as jnp
 import numpy as np
+
+from specjax.checks import as_float, as_int
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -44,7 +44,7 @@ class ModelConfig:
   # projection zero-initialised (starts as the identity): a trainable adapter on a
   # self-draft (the target's first layers), whose own layers stay frozen.
   adapter_dim: int = 0
-  # How decode-sized products (<= 32 rows) run: "auto" routes fp32 ones on CPU through
+  # How decode-sized products (<= 6 rows, kernels.cpu_matmul.MAX_ROWS) run: "auto" routes fp32 ones on CPU through
   # specjax's FFI kernel when it is built (specjax/kernels/cpu_matmul.py); "xla" keeps
   # XLA's dot everywhere. GPU/TPU lowering uses XLA's dot either way.
   matmul: str = "auto"
@@ -55,18 +55,17 @@ class ModelConfig:
   def __post_init__(self):
     for f in dataclasses.fields(self):  # a config read from JSON may hold anything
       v = getattr(self, f.name)
-      if f.type is int and (isinstance(v, bool) or not isinstance(v, numbers.Integral)):
-        raise ValueError(f"ModelConfig.{f.name} must be an integer, got {v!r}")
-      if f.type is float and (isinstance(v, bool) or not isinstance(v, numbers.Real)
-                              or not math.isfinite(v)):
-        raise ValueError(f"ModelConfig.{f.name} must be a finite number, got {v!r}")
+      if f.type is int:
+        object.__setattr__(self, f.name, as_int(f"ModelConfig.{f.name}", v))
+      if f.type is float:
+        object.__setattr__(self, f.name, as_float(f"ModelConfig.{f.name}", v))
       if f.type is bool and not isinstance(v, (bool, np.bool_)):
         raise ValueError(f"ModelConfig.{f.name} must be true or false, got {v!r}")
-    if not isinstance(self.feature_layers, (tuple, list)) or not all(
-        isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in self.feature_layers):
+    if not isinstance(self.feature_layers, (tuple, list)):
       raise ValueError(f"ModelConfig.feature_layers must be a list of layer indices, got "
                        f"{self.feature_layers!r}")
-    object.__setattr__(self, "feature_layers", tuple(int(i) for i in self.feature_layers))
+    object.__setattr__(self, "feature_layers", tuple(
+        as_int("ModelConfig.feature_layers[]", i) for i in self.feature_layers))
     for name in ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads",
                  "head_dim", "d_ff", "max_len"):
       if int(getattr(self, name)) < 1:

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from specjax import sharding
+from specjax.checks import as_int
 from specjax.kernels import cpu_matmul
 from specjax.models.config import ModelConfig
 from specjax.models.kv_cache import KVCache
@@ -292,10 +293,8 @@ class Transformer(nn.Module):
 
 def check_hidden_layers(config: ModelConfig, hidden_layers) -> Tuple[int, ...]:
   """`hidden_layers` as a tuple of valid layer indices (raised before tracing otherwise)."""
-  layers = tuple(hidden_layers)
-  bad = [i for i in layers if isinstance(i, bool) or not isinstance(i, int)
-         or not 0 <= i < config.num_layers]
-  if bad or len(set(layers)) != len(layers):
+  layers = tuple(as_int("hidden_layers[]", i, 0, config.num_layers - 1) for i in hidden_layers)
+  if len(set(layers)) != len(layers):
     raise ValueError(f"hidden_layers {layers}: want distinct layer indices in "
                      f"[0, {config.num_layers})")
   return layers

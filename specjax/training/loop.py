@@ -30,7 +30,7 @@ import numpy as np
 
 from specjax.decoding.autoregressive import generate
 from specjax.decoding.feature_drafter import FeatureDrafter
-from specjax.decoding.inputs import as_float, as_int
+from specjax.checks import as_float, as_int
 from specjax.decoding.sampling import Sampling
 from specjax.decoding.speculative import speculative_generate
 from specjax.models import integrity

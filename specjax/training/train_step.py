@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from specjax.decoding.inputs import as_float, as_int
+from specjax.checks import as_float, as_int
 from specjax.decoding.sampling import Sampling
 from specjax.models.config import ModelConfig
 from specjax.models.transformer import forward, sub_vocab_index
