@@ -16,6 +16,7 @@ Each T's time is divided by T = 1's at the same model, dtype, batch and op;
 rounds alternate over all T so that a slow spell hits them all; medians of
 the per-round ratios are printed, with the 1-token ms, GFLOP/s and GB/s.
 """
+import functools
 import itertools
 
 import jax
@@ -123,8 +124,9 @@ def main(cfg):
       cases = list(itertools.product(cfg.matmuls, Ts))
       runs = {(m, T): make_op(op, model.config.replace(matmul=m), model.params, B, T,
                               cfg.context, cfg.calls) for m, T in cases}
-      per_round = [{c: perf.timed(lambda: runs[c][0](*runs[c][1]))[1] / cfg.calls
-                    for c in cases} for _ in range(cfg.rounds)]
+      per_round = [{c: perf.timed(functools.partial(runs[c][0], *runs[c][1]))[1] / cfg.calls
+                    for c in cases}
+                   for _ in range(cfg.rounds)]
       med = lambda f: float(np.median([f(r) for r in per_round]))
       for m in cfg.matmuls:
         t1, tT = med(lambda r: r[m, 1]), med(lambda r: r[m, Ts[-1]])
