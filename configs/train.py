@@ -47,7 +47,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   # mixture of corpus / target-generated / draft-generated (on-policy) sequences.
   cfg.data = ml_collections.ConfigDict(dict(
       sources="random", seq_len=32, batch_size=8, limit_bytes=0, mixture="corpus:1",
-      prefix_len=8, heldout_fraction=0.02, replies=""))  # replies: sources "replies" (a dir)
+      prefix_len=8, heldout_fraction=0.02, replies="",  # replies: sources "replies" (a dir)
+      max_shards=0))  # replies: read only its first max_shards shards (0 = all); generation may
+                      # go on adding shards while a run trains on a fixed prefix
   cfg.optim = ml_collections.ConfigDict(dict(
       learning_rate=3e-3, warmup_steps=5, weight_decay=0.0, clip_norm=1.0))
   cfg.steps = 20
@@ -97,10 +99,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
       # A window: a reply and the end of its prompt (the target's features are recomputed on
       # it); eval: held-out chat prompts (prompt_len: their longest).
       cfg.data.update(sources="replies", seq_len=384, batch_size=4, replies="data/replies_smollm2")
-      cfg.eval.update(every=60, prompts=6, prompt_len=384, new_tokens=64,
+      cfg.eval.update(every=100, prompts=6, prompt_len=384, new_tokens=64,
                       sampling=sampling(temperature=0.0))  # greedy: the headline goal
       cfg.optim.update(learning_rate=1e-3, warmup_steps=20, weight_decay=0.0)
-      cfg.steps = 240
+      cfg.steps = 400  # 614,400 token positions: ~2.3 epochs of the 271k reply tokens
       cfg.ckpt_every = 20
       if arg == "smollm2_small_replies":
         cfg.draft.update(small)

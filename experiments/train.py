@@ -37,7 +37,7 @@ def _data(cfg, target, rng):
   base = target if target is not None and target.tokenizer else sj.load("smollm2-135m")
   tok = base.tokenizer
   if cfg.data.sources == "replies":  # the target's own replies (experiments/make_replies.py)
-    examples = replies.load_examples(cfg.data.replies)
+    examples = replies.load_examples(cfg.data.replies, max_shards=cfg.data.max_shards or None)
     batches = replies.ReplyBatches(examples, cfg.data.seq_len, cfg.data.batch_size, cfg.seed)
     prompts = replies.heldout_prompts(cfg.data.replies, tok, cfg.eval.prompts,
                                       cfg.eval.prompt_len)

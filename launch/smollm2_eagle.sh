@@ -2,7 +2,7 @@
 # Issue 19 end to end for SmolLM2-135M: the target's replies (data/replies_smollm2), then
 # the feature-draft ablation on the same replies and budget (runs/eagle/<name>, each resumed
 # if interrupted), then the goal measurement on the held-out chat prompts (batch 1, K = 4).
-# Usage: bash launch/smollm2_eagle.sh [STEPS] [NAME ...]   (default: 240 steps, all runs)
+# Usage: bash launch/smollm2_eagle.sh [STEPS] [NAME ...]   (default: 400 steps, all runs)
 #   fused3      layers 1, 15, 28 fused, training-time test over 3 runs (the shipped recipe)
 #   top         the top layer only (EAGLE-1's feature), training-time test over 3 runs
 #   fused3_ttt1 layers 1, 15, 28, no training-time test (one run: teacher-forced only)
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
-STEPS="${1:-240}"
+STEPS="${1:-400}"
 shift || true
 "$PY" -m experiments.make_replies --config=configs/replies.py:smollm2 \
   --workdir=data/replies_smollm2

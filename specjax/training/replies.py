@@ -26,6 +26,7 @@ import grain
 import jax
 import numpy as np
 
+from specjax.checks import as_int
 from specjax.decoding.autoregressive import generate
 from specjax.decoding.sampling import Sampling
 from specjax.models.model import Model
@@ -164,12 +165,22 @@ class Example:
   sampling: str
 
 
-def load_examples(workdir: str, samplings: Optional[Sequence[str]] = None) -> List[Example]:
-  """Every example of every shard in WORKDIR, in shard order (optionally of some samplings)."""
+def load_examples(workdir: str, samplings: Optional[Sequence[str]] = None,
+                  max_shards: Optional[int] = None) -> List[Example]:
+  """Every example of the shards in WORKDIR (its first `max_shards`, all when None), in shard
+  order (optionally of some samplings). Fewer shards than `max_shards` is an error: a run
+  that names a prefix of the data gets exactly that prefix."""
   paths = sorted(glob.glob(os.path.join(workdir, SHARD_GLOB)))
   if not paths:
     raise ValueError(f"no reply shards ({SHARD_GLOB}) in {workdir}: run "
                             "`python -m experiments.make_replies` first")
+  if max_shards is not None:
+    max_shards = as_int("max_shards", max_shards, 1)
+    if paths[max_shards - 1:max_shards] != [shard_path(workdir, max_shards - 1)]:
+      raise ValueError(f"max_shards={max_shards}, but {workdir} holds {len(paths)} shards "
+                       f"(shard {max_shards - 1} missing): generate more with "
+                       "`python -m experiments.make_replies` or lower max_shards")
+    paths = paths[:max_shards]
   out = []
   for path in paths:
     a, meta = read_shard(path)

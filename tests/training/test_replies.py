@@ -52,6 +52,13 @@ def test_a_stopped_run_resumes_to_the_same_shards(target, tmp_path):
   ex = replies.load_examples(str(tmp_path / "a"))
   assert len(ex) == 15
   assert ex[0].tokens[:ex[0].prompt_len].tolist() == target.tokenizer.encode(PROMPTS[0].text)
+  # A fixed prefix of the shards (a run training while generation goes on): shards 0 and 1.
+  two = replies.load_examples(str(tmp_path / "a"), max_shards=2)
+  assert [e.tokens.tolist() for e in two] == [e.tokens.tolist() for e in ex[:6]]
+  with pytest.raises(ValueError, match="max_shards=6, but .* holds 5 shards"):
+    replies.load_examples(str(tmp_path / "a"), max_shards=6)
+  with pytest.raises(ValueError, match="max_shards must be an integer >= 1"):
+    replies.load_examples(str(tmp_path / "a"), max_shards=0)
 
 
 def test_target_tokens_stops_the_run_and_a_different_config_is_refused(target, tmp_path):
