@@ -37,12 +37,13 @@ from specjax.models.kv_cache import KVCache
 from specjax.models.model import Model, check_params, param_logical_axes
 
 
-@dataclasses.dataclass(frozen=True)
+@struct.dataclass
 class GenerateOutput:
+  """A pytree (texts static), so that `jax.block_until_ready(out)` waits for every array."""
   tokens: jax.Array   # int32[B, max_new_tokens]; after a row's end: pad_id (0)
   lengths: jax.Array  # int32[B]; new tokens per row, its EOS included
   stats: Stats
-  texts: Optional[list] = None  # decoded rows, when the model has a tokenizer
+  texts: Optional[list] = struct.field(pytree_node=False, default=None)  # decoded rows
 
   def row(self, b: int) -> list:
     return [int(t) for t in self.tokens[b, : int(self.lengths[b])]]
