@@ -35,16 +35,21 @@ def test_loop_efficiency_is_one_when_the_loop_costs_only_its_calls():
 
 
 @pytest.mark.parametrize("sps", [False, True])
-def test_the_parts_are_measured_inside_the_wall_time(sps):
-  """The parts' sizes against the whole are a benchmark's business (timing on a shared machine
-  is noise); here: both parts measured, nested in the call's time, compilation accounted."""
+def test_the_parts_add_up_to_the_wall_time(sps):
+  """Tolerance: the prefill and the loop, timed apart, add up to within 30% (+ 20 ms of host
+  work) of the same call timed whole; medians of 5, on a shared machine. (A whole call of
+  5 ms against 20 ms of slack: this fails on what is not noise, such as the whole call timed
+  without waiting for it, as it once was.)"""
   model = tiny_model()
   prompt = [list(range(1, 40))]
   call = (lambda: sj.speculative_generate(model, sj.prompt_lookup(2), prompt, k=3,
                                           max_new_tokens=45, eos_id=None)) if sps else (
       lambda: sj.generate(model, prompt, max_new_tokens=45, eos_id=None))
   out, t = perf.timed_generation(call)
-  parts = [perf.timed_generation(call)[1] for _ in range(3)]
+  whole = np.median([perf.timed(call)[1] for _ in range(5)])
+  parts = [perf.timed_generation(call)[1] for _ in range(5)]
+  split = np.median([p.prefill_seconds + p.loop_seconds for p in parts])
+  assert abs(split - whole) <= 0.3 * whole + 0.02, (split, whole)
   assert all(p.prefill_seconds > 0 and p.loop_seconds > 0 for p in parts)
   assert all(p.prefill_seconds + p.loop_seconds <= p.seconds for p in parts)
   assert t.prefill_tokens == (0 if sps else 1) and t.compile_seconds > 0, t
