@@ -5,7 +5,7 @@ import pytest
 
 import specjax as sj
 from specjax.decoding import autoregressive as ar
-from tests.helpers import chisquare_pvalue, tiny_model
+from tests.helpers import LAW_KW, chisquare_pvalue, tiny_model
 
 ALPHA = 1e-3  # significance level of the distribution tests
 
@@ -88,7 +88,7 @@ def _sample_pairs(model, prompt, sampling, n, batch=12_500):
 @pytest.mark.slow
 @pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.0, 0, 0.8)])
 def test_ars_samples_follow_the_warped_distribution(temperature, top_k, top_p):
-  model = tiny_model(seed=11, vocab_size=8, num_kv_heads=1, head_dim=8)
+  model = tiny_model(seed=11, **LAW_KW)
   prompt = [1, 5, 2]
   s = sj.Sampling(temperature, top_k, top_p)
   counts = _sample_pairs(model, prompt, s, n=50_000)

@@ -9,7 +9,7 @@ from specjax.decoding import speculative
 from specjax.decoding.feature_drafter import FeatureDrafter, default_feature_layers
 from tests.decoding.test_speculative import (ALPHA, PROMPTS, _correction_from_p, _exact_two_tokens,
                                              _spec_pairs)
-from tests.helpers import chisquare_pvalue, tiny_model
+from tests.helpers import LAW_KW, chisquare_pvalue, tiny_model
 
 
 def _target(**kw):
@@ -56,7 +56,7 @@ def test_caches_after_a_run_equal_a_fresh_prefill_of_the_final_sequence():
 
 @pytest.mark.slow
 def test_sampled_output_follows_the_target_distribution(monkeypatch):
-  kw = dict(vocab_size=8, num_kv_heads=1, head_dim=8)
+  kw = LAW_KW
   target = tiny_model(seed=11, num_layers=3, **kw)
   draft = sj.feature_draft(target, jax.random.key(5), vocab_ids=[0, 1, 2, 3, 5, 6])
   prompt, s = [1, 5, 2], sj.Sampling(1.0)

@@ -8,7 +8,7 @@ import pytest
 import specjax as sj
 from specjax.decoding import engine, speculative
 from specjax.decoding.stats import init_stats
-from tests.helpers import chisquare_pvalue, tiny_model
+from tests.helpers import LAW_KW, chisquare_pvalue, tiny_model
 
 ALPHA = 1e-3  # significance level of the distribution tests
 _accept_and_correct = speculative.accept_and_correct  # the real rule, kept before monkeypatching
@@ -195,7 +195,7 @@ def _correction_from_p(p_BG1V, q_BGV, draft_BG, key):
 @pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.0, 0, 0.8)])
 def test_speculative_samples_follow_the_target_distribution(temperature, top_k, top_p,
                                                             monkeypatch):
-  kw = dict(vocab_size=8, num_kv_heads=1, head_dim=8)
+  kw = LAW_KW
   target = tiny_model(seed=11, **kw)
   draft = tiny_model(seed=12, **kw)  # a deliberately different model
   prompt = [1, 5, 2]
@@ -220,7 +220,7 @@ def _bonus_from_q(p_BG1V, q_BGV, draft_BG, key):
 
 
 def _tiny_pair():
-  kw = dict(vocab_size=8, num_kv_heads=1, head_dim=8)
+  kw = LAW_KW
   return tiny_model(seed=11, **kw), tiny_model(seed=12, **kw)
 
 

@@ -7,7 +7,7 @@ import specjax as sj
 from specjax import training
 from specjax.models import drafts
 from tests.decoding.test_speculative import ALPHA, _exact_two_tokens, _spec_pairs
-from tests.helpers import chisquare_pvalue, tiny_model
+from tests.helpers import LAW_KW, chisquare_pvalue, tiny_model
 
 IDS = [0, 3, 5, 9, 17, 30, 41, 63]
 
@@ -66,7 +66,7 @@ def test_greedy_speculative_with_sub_vocab_drafts_equals_greedy_target(kind):
 @pytest.mark.slow
 def test_sub_vocab_draft_is_lossless():
   """q is zero on 3 of the 8 ids, yet the output follows the target's joint law."""
-  kw = dict(vocab_size=8, num_kv_heads=1, head_dim=8)
+  kw = LAW_KW
   target = tiny_model(seed=11, **kw)
   draft = _small(target, ids=[0, 2, 3, 5, 6], seed=12)
   s = sj.Sampling(1.0)
