@@ -30,14 +30,15 @@ def test_unrolled_runs_equal_the_decode_path_from_every_start(draft):
   logits = fd.unrolled_logits(params, cfg, tokens[:, 1:], feat[:, :-1], steps)
   assert [x.shape for x in logits] == [(B, T - 1, 32)] * steps
   ids = params["vocab_ids_U"]
+  forward = jax.jit(fd.feature_forward, static_argnums=1)  # eagerly: 38 s of op dispatch
   for start in range(T - steps):  # the last target feature the chain starts from
     cache = init_cache(cfg, B, T + 4)
     if start:
-      _, _, cache = fd.feature_forward(params, cfg, tokens[:, 1:start + 1], feat[:, :start], cache)
+      _, _, cache = forward(params, cfg, tokens[:, 1:start + 1], feat[:, :start], cache)
     f = feat[:, start:start + 1]
     for j in range(1, steps + 1):  # decoding: one pair at a time, on its own output stream
       p = start + j - 1
-      lg, f, cache = fd.feature_forward(params, cfg, tokens[:, p + 1:p + 2], f, cache)
+      lg, f, cache = forward(params, cfg, tokens[:, p + 1:p + 2], f, cache)
       np.testing.assert_allclose(logits[j - 1][:, p], lg[:, 0][:, ids], atol=2e-4, rtol=1e-4)
 
 
