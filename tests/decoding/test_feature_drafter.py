@@ -56,8 +56,7 @@ def test_caches_after_a_run_equal_a_fresh_prefill_of_the_final_sequence():
 
 @pytest.mark.slow
 def test_sampled_output_follows_the_target_distribution(monkeypatch):
-  kw = LAW_KW
-  target = tiny_model(seed=11, num_layers=3, **kw)
+  target = tiny_model(seed=11, num_layers=3, **LAW_KW)
   draft = sj.feature_draft(target, jax.random.key(5), vocab_ids=[0, 1, 2, 3, 5, 6])
   prompt, s = [1, 5, 2], sj.Sampling(1.0)
   exact = _exact_two_tokens(target, prompt, s)

@@ -195,9 +195,8 @@ def _correction_from_p(p_BG1V, q_BGV, draft_BG, key):
 @pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.0, 0, 0.8)])
 def test_speculative_samples_follow_the_target_distribution(temperature, top_k, top_p,
                                                             monkeypatch):
-  kw = LAW_KW
-  target = tiny_model(seed=11, **kw)
-  draft = tiny_model(seed=12, **kw)  # a deliberately different model
+  target = tiny_model(seed=11, **LAW_KW)
+  draft = tiny_model(seed=12, **LAW_KW)  # a deliberately different model
   prompt = [1, 5, 2]
   s = sj.Sampling(temperature, top_k, top_p)
   exact = _exact_two_tokens(target, prompt, s)
@@ -220,8 +219,7 @@ def _bonus_from_q(p_BG1V, q_BGV, draft_BG, key):
 
 
 def _tiny_pair():
-  kw = LAW_KW
-  return tiny_model(seed=11, **kw), tiny_model(seed=12, **kw)
+  return tiny_model(seed=11, **LAW_KW), tiny_model(seed=12, **LAW_KW)
 
 
 @pytest.mark.slow

@@ -66,8 +66,7 @@ def test_greedy_speculative_with_sub_vocab_drafts_equals_greedy_target(kind):
 @pytest.mark.slow
 def test_sub_vocab_draft_is_lossless():
   """q is zero on 3 of the 8 ids, yet the output follows the target's joint law."""
-  kw = LAW_KW
-  target = tiny_model(seed=11, **kw)
+  target = tiny_model(seed=11, **LAW_KW)
   draft = _small(target, ids=[0, 2, 3, 5, 6], seed=12)
   s = sj.Sampling(1.0)
   exact = _exact_two_tokens(target, [1, 5, 2], s)
