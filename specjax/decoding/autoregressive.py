@@ -17,7 +17,8 @@ from specjax.models.model import Model
 from specjax.models.transformer import forward
 
 
-def _prefill(params, prompt_BT, prompt_len_B, key, opts: Options) -> engine.LoopState:
+def _prefill(params, prompt_BT, prompt_len_B, key, knobs: engine.Knobs,
+             opts: Options) -> engine.LoopState:
   """The target's cache over the prompts; the prefill's logits at each prompt's last token
   give the first token, drawn with fold_in(key, 0)."""
   with sharding.active(opts.placement):  # activation/cache constraints while tracing
@@ -25,9 +26,9 @@ def _prefill(params, prompt_BT, prompt_len_B, key, opts: Options) -> engine.Loop
     cache = sharding.constrain_cache(init_cache(opts.config, B, opts.capacity))
     logits_B1V, cache = forward(params, opts.config, prompt_BT, cache,
                                 logits_at_B=prompt_len_B - 1, empty_cache=True)
-    state = engine.start(prompt_BT, prompt_len_B, cache, (), opts)
-    first_B = sample(jax.random.fold_in(key, 0), warp(logits_B1V[:, 0], opts.sampling),
-                     opts.sampling)
+    state = engine.start(prompt_BT, prompt_len_B, cache, (), knobs, opts)
+    first_B = sample(jax.random.fold_in(key, 0), warp(logits_B1V[:, 0], knobs.sampling),
+                     knobs.sampling)
     zero_B = jnp.zeros((B,), jnp.int32)
     return engine.advance(state, jnp.zeros((B, 0), jnp.int32), zero_B, first_B, cache, (),
                           opts, count=False)
@@ -43,8 +44,8 @@ def _loop(params, state: engine.LoopState, prompt_len_B, key, opts: Options):
       step = s.stats.target_calls + 1  # the prefill drew with fold_in(key, 0)
       last_B = jnp.take_along_axis(s.seq_BS, (s.n_B - 1)[:, None], axis=1)
       logits_B1V, cache = forward(params, opts.config, last_B, s.cache)
-      tok_B = sample(jax.random.fold_in(key, step), warp(logits_B1V[:, 0], opts.sampling),
-                     opts.sampling)
+      tok_B = sample(jax.random.fold_in(key, step), warp(logits_B1V[:, 0], s.knobs.sampling),
+                     s.knobs.sampling)
       return engine.advance(s, no_drafts_B0, zero_B, tok_B, cache, (), opts)
 
     (tokens_BM, new_B, stats), state = engine.run(state, body, prompt_len_B, opts)
@@ -70,10 +71,10 @@ def generate(model: Model, prompts, max_new_tokens: int = 32,
   `mesh` (+ optional logical-axis `rules`, default `sharding.DEFAULT_RULES`)
   runs the same program sharded: params by the rules, the batch over 'data'.
   """
-  params, prompt_BT, prompt_len_B, key, opts = engine.prepare(
+  params, prompt_BT, prompt_len_B, key, knobs, opts = engine.prepare(
       model, prompts, max_new_tokens, sampling, key, eos_id, mesh, rules,
       pad_multiple=pad_multiple)
   tokens, lengths, stats, _ = engine.two_phases(
-      lambda: _prefill_jit(params, prompt_BT, prompt_len_B, key, opts=opts),
-      lambda state: _loop_jit(params, state, prompt_len_B, key, opts=opts))
+      engine.Phase(_prefill_jit, (params, prompt_BT, prompt_len_B, key, knobs), dict(opts=opts)),
+      lambda state: engine.Phase(_loop_jit, (params, state, prompt_len_B, key), dict(opts=opts)))
   return engine.finish(model, tokens, lengths, stats)

@@ -31,7 +31,7 @@ from flax import struct
 
 from specjax import sharding
 from specjax.checks import as_int
-from specjax.decoding.sampling import Sampling, sample, warp
+from specjax.decoding.sampling import SamplingLike, sample, warp
 from specjax.models.config import ModelConfig
 from specjax.models.kv_cache import KVCache, init_cache
 from specjax.models.registry import load
@@ -63,7 +63,7 @@ class Drafter(Protocol):
 
   def init(self, prompt_BT, prompt_len_B, capacity, features=None) -> Any: ...
 
-  def propose(self, state, seq_BS, n_B, k: int, sampling: Sampling, key): ...
+  def propose(self, state, seq_BS, n_B, k: int, sampling: SamplingLike, key): ...
 
   def commit(self, state, n_B, features=None) -> Any: ...
 
@@ -107,11 +107,11 @@ class ModelDrafter:
   def commit(self, cache: KVCache, n_B, features=None) -> KVCache:
     return cache.rollback(jnp.maximum(n_B - 2, 0))
 
-  def propose(self, cache: KVCache, seq_BS, n_B, k: int, sampling: Sampling, key):
+  def propose(self, cache: KVCache, seq_BS, n_B, k: int, sampling: SamplingLike, key):
     with sharding.active(self.placement):
       return self._propose(cache, seq_BS, n_B, k, sampling, key)
 
-  def _propose(self, cache: KVCache, seq_BS, n_B, k: int, sampling: Sampling, key):
+  def _propose(self, cache: KVCache, seq_BS, n_B, k: int, sampling: SamplingLike, key):
     B = seq_BS.shape[0]
     start_B = jnp.maximum(n_B - 2, 0)  # == cache.length_B
     pair_B2 = jnp.take_along_axis(seq_BS, start_B[:, None] + jnp.arange(2), axis=1)
@@ -184,7 +184,7 @@ class PromptLookup:
   def calls_per_proposal(self, k: int) -> int:
     return 0
 
-  def propose(self, state, seq_BS, n_B, k: int, sampling: Sampling, key):
+  def propose(self, state, seq_BS, n_B, k: int, sampling: SamplingLike, key):
     S = seq_BS.shape[1]
     pos_S = jnp.arange(S)
 

@@ -13,7 +13,8 @@ caches back per row in O(1) and counts. `run` is the while_loop and the output.
 Each sampler is two jitted programs, its prefill (-> `LoopState`) and its
 loop, chained by `two_phases` without waiting in between. Inside
 `record_phases()` it waits after the prefill and logs both phases' seconds,
-so that a time accounting measures them (`perf.timing.timed_generation`).
+so that a time accounting measures them (`perf.timing.timed_generation`);
+inside `compile_only()` it compiles both and runs neither.
 """
 import contextlib
 import contextvars
@@ -30,7 +31,7 @@ from flax import struct
 from specjax import sharding
 from specjax.decoding import inputs
 from specjax.decoding.adaptive import AdaptiveK, init_counts
-from specjax.decoding.sampling import Sampling
+from specjax.decoding.sampling import Sampling, TracedSampling
 from specjax.decoding.stats import Stats, init_stats
 from specjax.models.config import ModelConfig
 from specjax.models.kv_cache import KVCache
@@ -52,20 +53,41 @@ class GenerateOutput:
 @dataclasses.dataclass(frozen=True)
 class Options:  # static options of both loops: one compilation per distinct value
   config: ModelConfig
-  sampling: Sampling
   max_new_tokens: int
   capacity: int
-  eos_id: Optional[Tuple[int, ...]]  # stop ids
   placement: Optional[sharding.Placement] = None
   k: int = 0  # draft tokens per iteration: blocks of up to k + 1 tokens (ArS: 0)
   adaptive: Optional[AdaptiveK] = None  # SpS: per-row draft lengths up to k (None: always k)
+
+
+# Stop ids travel as an int32 array padded with -1 (no token) to a multiple of this many
+# slots, so that no stop id, one or a few (Table 1's tasks, the K sweep) share a program.
+STOP_SLOTS = 4
+
+
+@struct.dataclass
+class Knobs:
+  """What the loops trace rather than compile in: the sampling values and the stop ids.
+
+  Calls that differ only in these share their compiled programs; the form of the
+  sampling (greedy, top_k, whether top-p filters) and the number of stop slots stay static.
+  """
+  sampling: TracedSampling
+  stop_ids_N: jax.Array  # int32[N]: any of them ends a row; -1 pads (N: STOP_SLOTS multiple)
+
+  @classmethod
+  def of(cls, sampling: Sampling, eos_ids: Optional[Tuple[int, ...]]) -> "Knobs":
+    ids = list(eos_ids or ())
+    n = max(STOP_SLOTS, -(-len(ids) // STOP_SLOTS) * STOP_SLOTS)
+    return cls(sampling=sampling.traced(),
+               stop_ids_N=jnp.asarray(ids + [-1] * (n - len(ids)), jnp.int32))
 
 
 def prepare(model: Model, prompts, max_new_tokens, sampling, key, eos_id, mesh, rules,
             k: int = 0, max_len: Optional[int] = None, pad_multiple: int = 16):
   """Checks every input on the host (before compiling) and places the batch.
 
-  Returns (params, prompt_BT, prompt_len_B, key, Options). `k` > 0 reserves
+  Returns (params, prompt_BT, prompt_len_B, key, Knobs, Options). `k` > 0 reserves
   the k + 1 slots a verification call writes past the committed tokens.
   """
   check_model(model, "model")
@@ -97,8 +119,8 @@ def prepare(model: Model, prompts, max_new_tokens, sampling, key, eos_id, mesh, 
   if placement is not None:
     params = sharding.place_params(params, param_logical_axes(cfg), placement)
     prompt_BT, prompt_len_B = sharding.place_inputs(placement, len(ids), prompt_BT, prompt_len_B)
-  opts = Options(cfg, sampling, int(max_new_tokens), capacity, eos_id, placement, k)
-  return params, prompt_BT, prompt_len_B, key, opts
+  opts = Options(cfg, int(max_new_tokens), capacity, placement, k)
+  return params, prompt_BT, prompt_len_B, key, Knobs.of(sampling, eos_id), opts
 
 
 def check_model(model, what: str) -> None:
@@ -132,26 +154,28 @@ class LoopState:
   cache: KVCache        # the target's: the first n_B - 1 committed tokens
   draft_state: Any      # the drafter's (SpS), () for ArS
   stats: Stats
+  knobs: Knobs          # the sampling values and stop ids (traced)
   # Adaptive K: per row, decayed [accepted, rejected] verified drafts (`decoding.adaptive`).
   counts_B2: Optional[jax.Array] = None
 
 
-def start(prompt_BT, prompt_len_B, cache: KVCache, draft_state, opts: Options) -> LoopState:
+def start(prompt_BT, prompt_len_B, cache: KVCache, draft_state, knobs: Knobs,
+          opts: Options) -> LoopState:
   """The state before any token is emitted: the prompts committed, nothing done."""
   B, width = prompt_BT.shape
   seq_BS = jnp.zeros((B, opts.capacity), jnp.int32).at[:, :width].set(prompt_BT)
   return LoopState(seq_BS=sharding.constrain(seq_BS, ("batch", None)), n_B=prompt_len_B,
                    done_B=jnp.zeros((B,), bool), cache=cache.rollback(prompt_len_B - 1),
-                   draft_state=draft_state, stats=init_stats(B, opts.k),
+                   draft_state=draft_state, stats=init_stats(B, opts.k), knobs=knobs,
                    counts_B2=init_counts(B) if opts.adaptive else None)
 
 
-def emit_block(draft_BG, n_acc_B, next_B, room_B, eos_id):
+def emit_block(draft_BG, n_acc_B, next_B, room_B, stop_ids_N):
   """The tokens one verification emits per row, and how many.
 
   The block is the n_acc accepted drafts then the correction (or bonus) token,
   n_acc + 1 tokens, cut to the row's remaining budget `room_B` and after its
-  first stop id. Returns (emit_BG1, n_emit_B, hit_B): the block (positions
+  first stop id (`stop_ids_N`, -1 pads). Returns (emit_BG1, n_emit_B, hit_B): the block (positions
   past n_emit hold junk, later overwritten), its emitted length, whether a
   stop id ended it.
   """
@@ -160,9 +184,8 @@ def emit_block(draft_BG, n_acc_B, next_B, room_B, eos_id):
   draft_pad_BG1 = jnp.concatenate([draft_BG, jnp.zeros((B, 1), jnp.int32)], axis=1)
   emit_BG1 = jnp.where(j_G1 < n_acc_B[:, None], draft_pad_BG1, next_B[:, None])
   n_emit_B = jnp.minimum(n_acc_B + 1, room_B)
-  if eos_id is None:
-    return emit_BG1, n_emit_B, jnp.zeros((B,), bool)
-  is_eos_BG1 = inputs.is_eos(emit_BG1, eos_id) & (j_G1 < n_emit_B[:, None])
+  is_eos_BG1 = (jnp.any(emit_BG1[..., None] == stop_ids_N, axis=-1) &
+                (j_G1 < n_emit_B[:, None]))
   hit_B = jnp.any(is_eos_BG1, axis=1)
   return emit_BG1, jnp.where(hit_B, jnp.argmax(is_eos_BG1, axis=1) + 1, n_emit_B), hit_B
 
@@ -179,7 +202,8 @@ def advance(s: LoopState, draft_BG, n_acc_B, next_B, cache: KVCache, draft_state
   """
   M = opts.max_new_tokens
   new_B = s.stats.new_tokens_B
-  emit_BG1, n_emit_B, hit_B = emit_block(draft_BG, n_acc_B, next_B, M - new_B, opts.eos_id)
+  emit_BG1, n_emit_B, hit_B = emit_block(draft_BG, n_acc_B, next_B, M - new_B,
+                                          s.knobs.stop_ids_N)
   live_B = ~s.done_B
   n_emit_B = jnp.where(live_B, n_emit_B, 0)
   # Slots past n + n_emit are stale, so the whole block is written.
@@ -212,6 +236,7 @@ def run(state: LoopState, body, prompt_len_B, opts: Options):
 
 
 _PHASES = contextvars.ContextVar("specjax_phases", default=None)
+_COMPILE_ONLY = contextvars.ContextVar("specjax_compile_only", default=False)
 
 
 @contextlib.contextmanager
@@ -229,28 +254,69 @@ def record_phases():
     _PHASES.reset(token)
 
 
-def _donating(loop: Callable[[LoopState], Any], state: LoopState):
-  """loop(state), where the loop's program takes over the state's buffers (the caches).
+@contextlib.contextmanager
+def compile_only():
+  """Within it, a generation compiles its two programs (ahead of time, from their inputs'
+  shapes) and runs neither: it returns zeros shaped as its output. The same call made
+  afterwards finds both programs compiled, so timing it needs no warm-up generation.
+  """
+  token = _COMPILE_ONLY.set(True)
+  try:
+    yield
+  finally:
+    _COMPILE_ONLY.reset(token)
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+  """A jitted program and its arguments: `fn(*args, **static)`."""
+  fn: Callable
+  args: tuple
+  static: dict
+
+  def __call__(self):
+    return self.fn(*self.args, **self.static)
+
+  def compile(self):
+    """Compiles the program for these arguments (any of them abstract); returns its output's
+    shapes. JAX keeps the executable: a later call with concrete arguments reuses it."""
+    with warnings.catch_warnings():  # lowering the loop warns of its donations (`_donating`)
+      warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+      lowered = self.fn.lower(*self.args, **self.static)
+    lowered.compile()
+    return lowered.out_info
+
+
+def _donating(loop: Phase):
+  """loop(), where the loop's program takes over the state's buffers (the caches).
 
   Only those of the same shape as an output are reused; JAX warns that the others
   (the committed tokens, done flags) were not usable, which is expected here.
   """
   with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
-    return loop(state)
+    return loop()
 
 
-def two_phases(prefill: Callable[[], LoopState], loop: Callable[[LoopState], Any]):
-  """loop(prefill()), the phases timed apart inside `record_phases`."""
+def _zeros_like(shapes):
+  return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+
+
+def two_phases(prefill: Phase, loop: Callable[[LoopState], Phase]):
+  """The loop phase run on the prefill's state, the phases timed apart inside
+  `record_phases`, only compiled inside `compile_only`."""
+  if _COMPILE_ONLY.get():
+    return _zeros_like(loop(prefill.compile()).compile())
   log = _PHASES.get()
   if log is None:
-    return _donating(loop, prefill())
+    return _donating(loop(prefill()))
   t0 = time.perf_counter()
   state = jax.block_until_ready(prefill())
   t1 = time.perf_counter()
-  prefill_tokens = int(jnp.sum(state.stats.new_tokens_B))  # before the loop consumes `state`
+  # Before the loop consumes `state`; in NumPy, since an eager jnp op compiles in a timed call.
+  prefill_tokens = int(np.sum(jax.device_get(state.stats.new_tokens_B)))
   t2 = time.perf_counter()
-  out = jax.block_until_ready(_donating(loop, state))
+  out = jax.block_until_ready(_donating(loop(state)))
   log.append(dict(prefill_s=t1 - t0, loop_s=time.perf_counter() - t2,
                   prefill_tokens=prefill_tokens))
   return out

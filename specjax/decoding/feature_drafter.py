@@ -24,7 +24,7 @@ from flax import struct
 
 from specjax import sharding
 from specjax.decoding.drafters import Features, model_drafter
-from specjax.decoding.sampling import Sampling, sample, warp
+from specjax.decoding.sampling import SamplingLike, sample, warp
 from specjax.models.config import ModelConfig
 from specjax.models.feature_draft import check_config, feature_forward, fuse, init_feature_params
 from specjax.models.kv_cache import KVCache, init_cache
@@ -81,7 +81,7 @@ class FeatureDrafter:
     with sharding.active(self.placement):
       return self._init(prompt_BT, prompt_len_B, capacity, features)
 
-  def propose(self, state: FeatureState, seq_BS, n_B, k: int, sampling: Sampling, key):
+  def propose(self, state: FeatureState, seq_BS, n_B, k: int, sampling: SamplingLike, key):
     with sharding.active(self.placement):
       return self._propose(state, seq_BS, n_B, k, sampling, key)
 
@@ -101,7 +101,7 @@ class FeatureDrafter:
     return FeatureState(cache=cache.rollback(jnp.maximum(prompt_len_B - 2, 0)),
                         feature_BSD=feature_BSD, drafts_BS=jnp.zeros((B, capacity), jnp.int32))
 
-  def _propose(self, state: FeatureState, seq_BS, n_B, k: int, sampling: Sampling, key):
+  def _propose(self, state: FeatureState, seq_BS, n_B, k: int, sampling: SamplingLike, key):
     pos_B = jnp.maximum(n_B - 2, 0)
     tok_B = jnp.take_along_axis(seq_BS, (n_B - 1)[:, None], axis=1)[:, 0]
     feat_BD = jnp.where((n_B >= 2)[:, None], _gather(state.feature_BSD, pos_B[:, None])[:, 0],

@@ -81,11 +81,3 @@ def check_eos(eos_id, vocab_size: int) -> Optional[Tuple[int, ...]]:
     raise ValueError("eos_id is an empty list: pass None to never stop at a token")
   note = " (a token id), None or a list of token ids"
   return tuple(sorted({as_int("eos_id", t, 0, vocab_size - 1, note) for t in ids}))
-
-
-def is_eos(tok, eos_ids: Tuple[int, ...]):
-  """Elementwise: tok is one of the stop ids (a static tuple)."""
-  hit = tok == eos_ids[0]
-  for t in eos_ids[1:]:
-    hit = hit | (tok == t)
-  return hit

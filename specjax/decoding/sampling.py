@@ -13,9 +13,11 @@ Tie rules (deterministic, order-free):
   reaches top_p, extended to whole groups of tied tokens. top_p = 1 keeps all.
 """
 import dataclasses
+from typing import Union
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from specjax.checks import as_float, as_int
 
@@ -24,7 +26,8 @@ from specjax.checks import as_float, as_int
 class Sampling:
   """`sj.Sampling(temperature=0.8, top_k=0, top_p=0.95)`; temperature 0 means greedy.
 
-  top_k = 0 and top_p = 1 switch those filters off. Hashable: a static jit argument.
+  top_k = 0 and top_p = 1 switch those filters off. Hashable (a static jit argument where
+  training uses it); the sampling loops trace its values instead (`traced()`).
   """
   temperature: float = 1.0
   top_k: int = 0
@@ -42,14 +45,43 @@ class Sampling:
   def greedy(self) -> bool:
     return self.temperature == 0
 
+  @property
+  def nucleus(self) -> bool:
+    return self.top_p < 1
+
+  def traced(self) -> "TracedSampling":
+    """This sampling with its temperature and top_p as float32 arrays (see `TracedSampling`)."""
+    return TracedSampling(temperature=jnp.float32(self.temperature),
+                          top_p=jnp.float32(self.top_p), greedy=self.greedy, top_k=self.top_k,
+                          nucleus=self.nucleus)
+
   @classmethod
   def from_config(cls, cfg) -> "Sampling":
     """From a mapping with these three fields (configs/common.py `sampling()`), validated."""
     return cls(cfg["temperature"], cfg["top_k"], cfg["top_p"])
 
 
-def warp(logits_XV: jax.Array, sampling: Sampling) -> jax.Array:
-  """Logits [..., V] -> float32 probabilities [..., V] under `sampling`.
+@struct.dataclass
+class TracedSampling:
+  """A `Sampling` as the sampling loops carry it: a pytree whose leaves are the temperature
+  and top_p (float32 scalars) and whose static part is its form (greedy, top_k, whether
+  top-p filters). One compiled loop serves every temperature and top_p of one form: the
+  Table 1 tasks' nucleus settings (T 1.0 / top-p 0.8, T 0.8 / top-p 0.95) share a program.
+  `warp` and `sample` take either.
+  """
+  temperature: jax.Array
+  top_p: jax.Array
+  greedy: bool = struct.field(pytree_node=False)
+  top_k: int = struct.field(pytree_node=False)
+  nucleus: bool = struct.field(pytree_node=False)
+
+
+SamplingLike = Union[Sampling, TracedSampling]  # what `warp`, `sample` and drafters take
+
+
+def warp(logits_XV: jax.Array, sampling: SamplingLike) -> jax.Array:
+  """Logits [..., V] -> float32 probabilities [..., V] under `sampling` (a `Sampling` or a
+  `TracedSampling`).
 
   Greedy (temperature 0) gives the one-hot of the argmax, the first index on
   ties. Any temperature > 0 is finite: logits are divided by T after the row's
@@ -70,7 +102,7 @@ def warp(logits_XV: jax.Array, sampling: Sampling) -> jax.Array:
     kth = jax.lax.top_k(logits, sampling.top_k)[0][..., -1:]
     logits = jnp.where(logits >= kth, logits, -jnp.inf)
   probs = jax.nn.softmax(logits, axis=-1)
-  if sampling.top_p < 1.0:
+  if sampling.nucleus:
     # A top_p below float32's smallest value (5e-324) still keeps the most likely group.
     t = jnp.minimum(_nucleus_threshold(probs, sampling.top_p),
                     jnp.max(probs, axis=-1, keepdims=True))
@@ -79,7 +111,7 @@ def warp(logits_XV: jax.Array, sampling: Sampling) -> jax.Array:
   return probs
 
 
-def _nucleus_threshold(probs_XV, top_p: float):
+def _nucleus_threshold(probs_XV, top_p):
   """The smallest kept probability t* = min{p_i : mass(p > p_i) < top_p}, per row.
 
   No sort (a 49k-vocab sort took 9 ms per row on XLA:CPU): f(x) = mass(p > x)
@@ -107,7 +139,7 @@ def _nucleus_threshold(probs_XV, top_p: float):
 _BLOCK = 128
 
 
-def sample(key: jax.Array, probs_XV: jax.Array, sampling: Sampling) -> jax.Array:
+def sample(key: jax.Array, probs_XV: jax.Array, sampling: SamplingLike) -> jax.Array:
   """Draws one token per row from (warped) probabilities, argmax when greedy.
 
   `probs_XV` need not sum to 1 (a residual max(0, p - q) works as it is); each

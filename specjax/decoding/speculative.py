@@ -71,7 +71,8 @@ def accept_and_correct(p_BG1V, q_BGV, draft_BG, key, length_B=None):
   return n_acc_B, resid_BV
 
 
-def _prefill(target_params, drafter, prompt_BT, prompt_len_B, opts: Options) -> engine.LoopState:
+def _prefill(target_params, drafter, prompt_BT, prompt_len_B, knobs: engine.Knobs,
+             opts: Options) -> engine.LoopState:
   """Both caches over the prompts (a drafter that reads features gets the prompt's)."""
   with sharding.active(opts.placement):  # activation/cache constraints while tracing
     cfg = opts.config
@@ -86,7 +87,7 @@ def _prefill(target_params, drafter, prompt_BT, prompt_len_B, opts: Options) -> 
       _, cache = forward(target_params, cfg, prompt_BT, cache,
                          logits_at_B=jnp.zeros_like(prompt_len_B), empty_cache=True)
       draft_state = drafter.init(prompt_BT, prompt_len_B, opts.capacity)
-    return engine.start(prompt_BT, prompt_len_B, cache, draft_state, opts)
+    return engine.start(prompt_BT, prompt_len_B, cache, draft_state, knobs, opts)
 
 
 def _loop(target_params, drafter, state: engine.LoopState, prompt_len_B, key, opts: Options):
@@ -103,7 +104,7 @@ def _draft_and_verify(target_params, drafter, s: engine.LoopState, k: int, key,
   state in step, and the call verifies the last committed token alone.
   """
   draft_BG, q_BGV, draft_state = drafter.propose(s.draft_state, s.seq_BS, s.n_B, max(k, 1),
-                                                 opts.sampling, key)
+                                                 s.knobs.sampling, key)
   last_B = jnp.take_along_axis(s.seq_BS, (s.n_B - 1)[:, None], axis=1)[:, 0]
   verify_BG1 = jnp.concatenate([last_B[:, None], draft_BG[:, :k]], axis=1)
   layers = tuple(drafter.feature_layers)
@@ -113,7 +114,8 @@ def _draft_and_verify(target_params, drafter, s: engine.LoopState, k: int, key,
   else:
     (logits_BG1V, cache), hidden_BG1LD = forward(target_params, opts.config, verify_BG1,
                                                  s.cache), None
-  return draft_BG, q_BGV, warp(logits_BG1V, opts.sampling), cache, draft_state, hidden_BG1LD
+  return (draft_BG, q_BGV, warp(logits_BG1V, s.knobs.sampling), cache, draft_state,
+          hidden_BG1LD)
 
 
 def _pad_to(x, size: int, axis: int = 1):
@@ -164,7 +166,7 @@ def _loop_traced(target_params, drafter, state, prompt_len_B, key, opts: Options
     # The fixed-k call keeps the rule's 4-argument form (tests swap in biased rules).
     n_acc_B, next_BV = accept_and_correct(p_BG1V, q_BGV, draft_BG, k_acc,
                                           *(() if length_B is None else (length_B,)))
-    next_B = sample(k_next, next_BV, opts.sampling)
+    next_B = sample(k_next, next_BV, s.knobs.sampling)
     live_B, start_B = ~s.done_B, s.n_B - 1  # the verification's first position
     s = engine.advance(s, draft_BG, n_acc_B, next_B, cache, draft_state, opts,
                        draft_calls=draft_calls, drafted_B=length_B)
@@ -268,7 +270,7 @@ def speculative_generate(target: Model, draft, prompts, k: int = 4, max_new_toke
   k = inputs.as_int("k (draft tokens per iteration)", k, 1)
   draft_placement = sharding.make_placement(mesh, draft_rules or rules)
   drafter, draft_max_len = _as_drafter(draft, target, draft_placement)
-  params, prompt_BT, prompt_len_B, key, opts = engine.prepare(
+  params, prompt_BT, prompt_len_B, key, knobs, opts = engine.prepare(
       target, prompts, max_new_tokens, sampling, key, eos_id, mesh, rules, k=k,
       max_len=min(target.config.max_len, draft_max_len or target.config.max_len),
       pad_multiple=pad_multiple)
@@ -283,7 +285,9 @@ def speculative_generate(target: Model, draft, prompts, k: int = 4, max_new_toke
       return _undrafted(target, prompts, max_new_tokens, sampling, key, eos_id, mesh, rules,
                         pad_multiple, k)
   tokens, lengths, stats, cache, draft_state = engine.two_phases(
-      lambda: _prefill_jit(params, drafter, prompt_BT, prompt_len_B, opts=opts),
-      lambda state: _loop_jit(params, drafter, state, prompt_len_B, key, opts=opts))
+      engine.Phase(_prefill_jit, (params, drafter, prompt_BT, prompt_len_B, knobs),
+                   dict(opts=opts)),
+      lambda state: engine.Phase(_loop_jit, (params, drafter, state, prompt_len_B, key),
+                                 dict(opts=opts)))
   out = engine.finish(target, tokens, lengths, stats)
   return (out, cache, draft_state) if return_state else out

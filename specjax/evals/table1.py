@@ -4,7 +4,8 @@ Rows: task (summarization, code) x sampling mode (nucleus, greedy) x method
 (ArS; SpS with each drafter). Every generation of every row is timed in the
 run, side by side: for each example the methods run one after another (in an
 order that rotates), so a slow spell of the shared machine hits all of them; a
-call that compiled is run again and the second timing is kept (`perf.timed`).
+row's programs are compiled ahead of its first call (`perf.timed_generation`), and
+rows whose samplings differ only in values, or whose stop ids differ, share them.
 Columns: task metric, ms/token, speedup over ArS (same task and mode),
 acceptance rate, mean accepted length, and the speedup predicted from the
 measured a, c and r (`perf.predicted_speedup`). Then the K sweep (`k_sweep`).

@@ -58,7 +58,8 @@ class GenerationTime:
   prefill_seconds: float  # the prefill program (the target's and the drafter's caches)
   loop_seconds: float     # the loop program (every token after the prefill's)
   prefill_tokens: int     # new tokens the prefill emitted over all rows (ArS: one per row)
-  compile_seconds: float  # the compiling call's time over the rerun's (0 if nothing compiled)
+  compile_seconds: float  # the compile-only call's seconds (0 if nothing compiled), plus any
+                          # compiling call's time over its rerun's
 
 
 def timed_generation(fn: Callable[[], T]) -> Tuple[T, GenerationTime]:
@@ -66,6 +67,9 @@ def timed_generation(fn: Callable[[], T]) -> Tuple[T, GenerationTime]:
 
   The two programs are waited for one after the other (`engine.record_phases`),
   so the parts are measured, not inferred; waiting costs one host round trip.
+  They are compiled first without running (`engine.compile_only`), so a call that
+  compiles costs its compilation, not a second generation. `fn` must make exactly
+  one generation and may not use its output's values (a compile-only call returns zeros).
   """
   logs = []
 
@@ -77,11 +81,17 @@ def timed_generation(fn: Callable[[], T]) -> Tuple[T, GenerationTime]:
     logs.append(log[0])
     return out
 
-  out, dt, first = _calls_until_compiled(call)
+  # Compile both programs ahead of time (no generation runs), then time the call itself.
+  before = compile_count()
+  t0 = time.perf_counter()
+  with engine.compile_only():
+    fn()
+  compile_s = time.perf_counter() - t0 if compile_count() != before else 0.0
+  out, dt, first = _calls_until_compiled(call)  # runs again only if it compiled after all
   p = logs[-1]
+  compile_s += max(0.0, first - dt) if first is not None else 0.0
   return out, GenerationTime(seconds=dt, prefill_seconds=p["prefill_s"], loop_seconds=p["loop_s"],
-                             prefill_tokens=p["prefill_tokens"],
-                             compile_seconds=max(0.0, first - dt) if first is not None else 0.0)
+                             prefill_tokens=p["prefill_tokens"], compile_seconds=compile_s)
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:

@@ -135,10 +135,10 @@ def test_decode_loop_never_copies_the_cache():
   from specjax.decoding import autoregressive as ar
   model = tiny_model()
   cfg = model.config
-  opts = ar.Options(cfg, sj.Sampling(0.0), 16, 128, None)
+  opts = ar.Options(cfg, 16, 128)
   prompt_len_B, key = np.array([16, 9], np.int32), jax.random.key(0)
   state = ar._prefill_jit(model.params, np.zeros((2, 16), np.int32), prompt_len_B, key,
-                          opts=opts)
+                          ar.engine.Knobs.of(sj.Sampling(0.0), None), opts=opts)
   hlo = ar._loop_jit.lower(model.params, state, prompt_len_B, key,
                            opts=opts).compile().as_text()
   shape = f"f32[2,{cfg.num_kv_heads},128,{cfg.head_dim}]"

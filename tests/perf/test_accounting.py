@@ -71,3 +71,23 @@ def test_timing_a_generation_waits_for_all_its_arrays():
 def test_timed_generation_refuses_what_is_not_one_generation():
   with pytest.raises(ValueError, match="one generation per call, this one ran 0"):
     perf.timed_generation(lambda: np.zeros(3))
+
+
+def test_timed_generation_compiles_ahead_and_generates_once():
+  """A call whose programs are not compiled yet runs one real generation, not a warm-up too."""
+  from specjax.decoding import engine
+  model = tiny_model()
+  modes = []
+
+  def call():
+    modes.append(engine._COMPILE_ONLY.get())
+    return sj.generate(model, [[1, 2, 3, 4, 5]], max_new_tokens=7, eos_id=None)
+
+  jax.clear_caches()
+  out, t = perf.timed_generation(call)
+  assert modes == [True, False], modes  # one compile-only call, then one generation
+  assert t.compile_seconds > 0
+  np.testing.assert_array_equal(out.tokens, sj.generate(model, [[1, 2, 3, 4, 5]],
+                                                        max_new_tokens=7, eos_id=None).tokens)
+  modes.clear()
+  assert perf.timed_generation(call)[1].compile_seconds == 0.0 and modes == [True, False]
