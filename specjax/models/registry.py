@@ -63,14 +63,15 @@ REGISTRY: Dict[str, Union[NamedModel, BundledModel]] = {
     # A feature draft (EAGLE-3 style: layers 1, 15, 28 fused, one decoder layer, 8k-id head)
     # trained with training-time test on SmolLM2's own replies; stores only what differs from
     # smollm2-135m (its embedding is the target's). training.json: how it was made; its data:
-    # the first 41 shards of data/replies_smollm2 (1,312 replies, 271,418 reply tokens).
+    # the first 101 shards of data/replies_smollm2 (3,232 replies, 672,093 reply tokens),
+    # 800 steps (1,228,800 token positions).
     "smollm2-135m-eagle": BundledModel(
         "smollm2-135m-eagle",
         "python -m experiments.make_replies --config=configs/replies.py:smollm2 "
         "--workdir=data/replies_smollm2 && python -m experiments.train "
-        "--config=configs/train.py:smollm2_eagle --config.data.max_shards=41 "
-        "--workdir=runs/eagle/fused3 && "
-        "python -m experiments.export_draft --workdir=runs/eagle/fused3 "
+        "--config=configs/train.py:smollm2_eagle --config.data.max_shards=101 "
+        "--config.steps=800 --workdir=runs/eagle/fused3_101 && "
+        "python -m experiments.export_draft --workdir=runs/eagle/fused3_101 "
         "--out=specjax/data/smollm2-135m-eagle --base=smollm2-135m --name=smollm2-135m-eagle "
         "--dtype=bfloat16"),
 }
