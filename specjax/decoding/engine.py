@@ -175,9 +175,9 @@ def emit_block(draft_BG, n_acc_B, next_B, room_B, stop_ids_N):
 
   The block is the n_acc accepted drafts then the correction (or bonus) token,
   n_acc + 1 tokens, cut to the row's remaining budget `room_B` and after its
-  first stop id (`stop_ids_N`, -1 pads). Returns (emit_BG1, n_emit_B, hit_B): the block (positions
-  past n_emit hold junk, later overwritten), its emitted length, whether a
-  stop id ended it.
+  first stop id (`stop_ids_N`, -1 pads). Returns (emit_BG1, n_emit_B, hit_B):
+  the block (positions past n_emit hold junk, later overwritten), its emitted
+  length, whether a stop id ended it.
   """
   B, k = draft_BG.shape
   j_G1 = jnp.arange(k + 1)
@@ -280,21 +280,25 @@ class Phase:
   def compile(self):
     """Compiles the program for these arguments (any of them abstract); returns its output's
     shapes. JAX keeps the executable: a later call with concrete arguments reuses it."""
-    with warnings.catch_warnings():  # lowering the loop warns of its donations (`_donating`)
-      warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+    with _donations_expected():  # lowering the loop warns of its donations too
       lowered = self.fn.lower(*self.args, **self.static)
     lowered.compile()
     return lowered.out_info
 
 
-def _donating(loop: Phase):
-  """loop(), where the loop's program takes over the state's buffers (the caches).
-
-  Only those of the same shape as an output are reused; JAX warns that the others
-  (the committed tokens, done flags) were not usable, which is expected here.
-  """
+@contextlib.contextmanager
+def _donations_expected():
+  """The loop's program takes over the state's buffers (the caches). Only those of the same
+  shape as an output are reused; JAX warns that the others (the committed tokens, done flags)
+  were not usable, which is expected here: that warning is silenced."""
   with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+    yield
+
+
+def _donating(loop: Phase):
+  """loop(), the loop's program taking over the state's buffers (`_donations_expected`)."""
+  with _donations_expected():
     return loop()
 
 
