@@ -69,8 +69,8 @@ STOP_SLOTS = 4
 class Knobs:
   """What the loops trace rather than compile in: the sampling values and the stop ids.
 
-  Calls that differ only in these share their compiled programs; the form of the
-  sampling (greedy, top_k, whether top-p filters) and the number of stop slots stay static.
+  Calls that differ only in these share their compiled programs, greedy or not, with or
+  without top-p; top_k (a shape) and the number of stop slots stay static.
   """
   sampling: TracedSampling
   stop_ids_N: jax.Array  # int32[N]: any of them ends a row; -1 pads (N: STOP_SLOTS multiple)

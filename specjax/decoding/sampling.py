@@ -52,8 +52,7 @@ class Sampling:
   def traced(self) -> "TracedSampling":
     """This sampling with its temperature and top_p as float32 arrays (see `TracedSampling`)."""
     return TracedSampling(temperature=jnp.float32(self.temperature),
-                          top_p=jnp.float32(self.top_p), greedy=self.greedy, top_k=self.top_k,
-                          nucleus=self.nucleus)
+                          top_p=jnp.float32(self.top_p), top_k=self.top_k)
 
   @classmethod
   def from_config(cls, cfg) -> "Sampling":
@@ -64,16 +63,22 @@ class Sampling:
 @struct.dataclass
 class TracedSampling:
   """A `Sampling` as the sampling loops carry it: a pytree whose leaves are the temperature
-  and top_p (float32 scalars) and whose static part is its form (greedy, top_k, whether
-  top-p filters). One compiled loop serves every temperature and top_p of one form: the
-  Table 1 tasks' nucleus settings (T 1.0 / top-p 0.8, T 0.8 / top-p 0.95) share a program.
-  `warp` and `sample` take either.
+  and top_p (float32 scalars); only top_k (a shape) is static. Whether it is greedy
+  (temperature 0) and whether top-p filters are decided in the program (`lax.cond`, which
+  runs one branch), so one compiled loop serves greedy and every temperature and top_p:
+  Table 1's greedy and nucleus rows share their programs. `warp` and `sample` take either.
   """
   temperature: jax.Array
   top_p: jax.Array
-  greedy: bool = struct.field(pytree_node=False)
   top_k: int = struct.field(pytree_node=False)
-  nucleus: bool = struct.field(pytree_node=False)
+
+  @property
+  def greedy(self) -> jax.Array:
+    return self.temperature == 0
+
+  @property
+  def nucleus(self) -> jax.Array:
+    return self.top_p < 1
 
 
 SamplingLike = Union[Sampling, TracedSampling]  # what `warp`, `sample` and drafters take
@@ -92,9 +97,19 @@ def warp(logits_XV: jax.Array, sampling: SamplingLike) -> jax.Array:
   The most likely token(s) always survive top-k and top-p.
   """
   logits = logits_XV.astype(jnp.float32)
+  if isinstance(sampling, TracedSampling):
+    return jax.lax.cond(sampling.greedy, _one_hot_argmax,
+                        lambda x: _tempered(x, sampling), logits)
+  return _one_hot_argmax(logits) if sampling.greedy else _tempered(logits, sampling)
+
+
+def _one_hot_argmax(logits_XV):
+  return jax.nn.one_hot(jnp.argmax(logits_XV, axis=-1), logits_XV.shape[-1], dtype=jnp.float32)
+
+
+def _tempered(logits, sampling: SamplingLike):
+  """`warp` for temperature > 0: temperature, top-k, softmax, then top-p where it filters."""
   V = logits.shape[-1]
-  if sampling.greedy:
-    return jax.nn.one_hot(jnp.argmax(logits, axis=-1), V, dtype=jnp.float32)
   gap = logits - jnp.max(logits, axis=-1, keepdims=True)  # <= 0; 0 at the maximum
   # 0 / T is kept 0 (not 0 * inf = nan when T underflows float32); gap / T <= 0 otherwise.
   logits = jnp.where(gap < 0, gap / sampling.temperature, 0.0)
@@ -102,13 +117,18 @@ def warp(logits_XV: jax.Array, sampling: SamplingLike) -> jax.Array:
     kth = jax.lax.top_k(logits, sampling.top_k)[0][..., -1:]
     logits = jnp.where(logits >= kth, logits, -jnp.inf)
   probs = jax.nn.softmax(logits, axis=-1)
-  if sampling.nucleus:
-    # A top_p below float32's smallest value (5e-324) still keeps the most likely group.
-    t = jnp.minimum(_nucleus_threshold(probs, sampling.top_p),
-                    jnp.max(probs, axis=-1, keepdims=True))
-    probs = jnp.where(probs >= t, probs, 0.0)
-    probs = probs / jnp.sum(probs, axis=-1, keepdims=True)
-  return probs
+  if isinstance(sampling, TracedSampling):
+    return jax.lax.cond(sampling.nucleus, lambda p: _nucleus(p, sampling.top_p), lambda p: p,
+                        probs)
+  return _nucleus(probs, sampling.top_p) if sampling.nucleus else probs
+
+
+def _nucleus(probs_XV, top_p):
+  """The top-p filter, renormalised."""
+  # A top_p below float32's smallest value (5e-324) still keeps the most likely group.
+  t = jnp.minimum(_nucleus_threshold(probs_XV, top_p), jnp.max(probs_XV, axis=-1, keepdims=True))
+  probs_XV = jnp.where(probs_XV >= t, probs_XV, 0.0)
+  return probs_XV / jnp.sum(probs_XV, axis=-1, keepdims=True)
 
 
 def _nucleus_threshold(probs_XV, top_p):
@@ -158,10 +178,11 @@ def sample(key: jax.Array, probs_XV: jax.Array, sampling: SamplingLike) -> jax.A
   - it is cheaper: block sums are one pass, the scans are short (Gumbel-max
     needs 49k random numbers per draw, ~100x the cost).
   """
-  if sampling.greedy:
-    return jnp.argmax(probs_XV, axis=-1).astype(jnp.int32)
-  u_X2 = jax.random.uniform(key, probs_XV.shape[:-1] + (2,))
-  return _sample_from_uniforms(u_X2, probs_XV)
+  argmax = lambda p: jnp.argmax(p, axis=-1).astype(jnp.int32)
+  draw = lambda p: _sample_from_uniforms(jax.random.uniform(key, p.shape[:-1] + (2,)), p)
+  if isinstance(sampling, TracedSampling):
+    return jax.lax.cond(sampling.greedy, argmax, draw, probs_XV)
+  return argmax(probs_XV) if sampling.greedy else draw(probs_XV)
 
 
 def _blocks(probs_XV):

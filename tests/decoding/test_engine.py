@@ -19,20 +19,20 @@ def _run(method, model, sampling, eos_id, seed=0):
 
 
 @pytest.mark.parametrize("method,module", [("ars", ar), ("sps", speculative)])
-def test_samplings_of_one_form_and_any_few_stop_ids_share_one_program(method, module):
+def test_greedy_any_top_p_and_any_few_stop_ids_share_one_program(method, module):
   model = tiny_model()
   jax.clear_caches()
   for sampling, eos_id in ((sj.Sampling(1.0, top_p=0.8), None),
                            (sj.Sampling(0.8, top_p=0.95), [3]),
-                           (sj.Sampling(0.5, top_p=0.9), [3, 7, 9, 11])):
+                           (sj.Sampling(0.0), [3, 7, 9, 11]),
+                           (sj.Sampling(0.8), None)):
     _run(method, model, sampling, eos_id)
   assert module._prefill_jit._cache_size() == 1
   assert module._loop_jit._cache_size() == 1
-  # Another form (greedy; no top-p; more stop ids than the slots) is another program.
-  _run(method, model, sj.Sampling(0.0), None)
-  _run(method, model, sj.Sampling(0.8), None)
+  # top_k (a shape) and more stop ids than the slots make other programs.
+  _run(method, model, sj.Sampling(0.8, top_k=5), None)
   _run(method, model, sj.Sampling(0.8), [1, 2, 3, 4, 5])
-  assert module._loop_jit._cache_size() == 4
+  assert module._loop_jit._cache_size() == 3
   jax.clear_caches()
 
 
@@ -41,7 +41,8 @@ def test_a_shared_program_uses_each_calls_own_values(method):
   """The values reach the program: each call's output equals a fresh compilation's."""
   model = tiny_model()
   calls = [(sj.Sampling(1.0, top_p=0.8), None), (sj.Sampling(0.3, top_p=0.95), [3]),
-           (sj.Sampling(2.0, top_p=0.5), [4, 9])]
+           (sj.Sampling(2.0, top_p=0.5), [4, 9]), (sj.Sampling(0.0), None),
+           (sj.Sampling(0.7), [4])]
   shared = [_run(method, model, s, eos) for s, eos in calls]
   for (s, eos), out in zip(calls, shared):
     jax.clear_caches()
