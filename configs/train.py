@@ -10,6 +10,8 @@
                     8k-id head) trained with training-time test on SmolLM2's own replies
                     (--config.data.replies=DIR of experiments/make_replies.py)
   smollm2_eagle_top the same reading only the top layer (ablation)
+  smollm2_eagle_long  the shipped feature draft trained on with two exchanges per 768-token
+                    window (long contexts, as Table 1's 1-shot prompts)
   smollm2_small_replies  the small draft distilled on the same replies (ablation)
   tiny_feature      a feature draft of the tiny random target on random tokens (tests)
 
@@ -36,7 +38,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   # first `layers` layers + adapter), or "preset" (configs/model.py preset, for lm mode).
   cfg.draft = ml_collections.ConfigDict(dict(
       kind="small", preset="", layers=1, d_model=64, num_heads=4, num_kv_heads=2, head_dim=16,
-      d_ff=128, adapter_dim=0, sub_vocab=0, path="",  # path: kind "load" (a saved draft)
+      # path: a saved draft; kind "load" trains it on, kind "feature" starts from it
+      d_ff=128, adapter_dim=0, sub_vocab=0, path="",
       feature_layers=()))  # kind "feature": target layers read (() = a low, middle, high one)
   # Training-time test (mode "feature"): runs unrolled, and run j's weight decay**(j - 1).
   cfg.ttt = ml_collections.ConfigDict(dict(steps=3, decay=0.8))
@@ -48,8 +51,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   cfg.data = ml_collections.ConfigDict(dict(
       sources="random", seq_len=32, batch_size=8, limit_bytes=0, mixture="corpus:1",
       prefix_len=8, heldout_fraction=0.02, replies="",  # replies: sources "replies" (a dir)
-      max_shards=0))  # replies: read only its first max_shards shards (0 = all); generation may
-                      # go on adding shards while a run trains on a fixed prefix
+      max_shards=0,   # replies: read only its first max_shards shards (0 = all); generation
+                      # may go on adding shards while a run trains on a fixed prefix
+      join=1))        # replies: examples joined per window as one conversation (2+: the
+                      # earlier ones are long context for the last: replies.joined_window)
   cfg.optim = ml_collections.ConfigDict(dict(
       learning_rate=3e-3, warmup_steps=5, weight_decay=0.0, clip_norm=1.0))
   cfg.steps = 20
@@ -112,6 +117,12 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         cfg.trainable = FEATURE_TRAINABLE
         if arg == "smollm2_eagle_top":
           cfg.draft.feature_layers = (29,)
+        elif arg == "smollm2_eagle_long":
+          # Two exchanges per 768-token window (the same tokens per step), trained on from
+          # the shipped draft: contexts as long as Table 1's 1-shot prompts.
+          cfg.data.update(seq_len=768, batch_size=2, join=2)
+          cfg.draft.path = "smollm2-135m-eagle"
+          cfg.optim.update(learning_rate=5e-4, warmup_steps=20)
         elif arg != "smollm2_eagle":
           raise ValueError(f"unknown preset {arg!r}")
     elif arg == "smollm2_adapter":

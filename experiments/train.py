@@ -38,7 +38,8 @@ def _data(cfg, target, rng):
   tok = base.tokenizer
   if cfg.data.sources == "replies":  # the target's own replies (experiments/make_replies.py)
     examples = replies.load_examples(cfg.data.replies, max_shards=cfg.data.max_shards or None)
-    batches = replies.ReplyBatches(examples, cfg.data.seq_len, cfg.data.batch_size, cfg.seed)
+    batches = replies.ReplyBatches(examples, cfg.data.seq_len, cfg.data.batch_size, cfg.seed,
+                                   join=cfg.data.join)
     prompts = replies.heldout_prompts(cfg.data.replies, tok, cfg.eval.prompts,
                                       cfg.eval.prompt_len)
     stream = np.concatenate([e.tokens[e.prompt_len:] for e in examples])
@@ -64,6 +65,12 @@ def _draft(cfg, target, vocab, ids, key):
                               head_dim=d.head_dim, d_ff=d.d_ff, vocab_ids=ids)
   if d.kind == "self":
     return drafts.adapted_self_draft(target, d.layers, key, d.adapter_dim, ids)
+  if d.kind == "feature" and d.path:  # train on from a saved feature draft
+    model = sj.load(d.path, cfg.dtype)
+    if not getattr(model.config, "feature_layers", None):
+      raise ValueError(f"config.draft.path {d.path!r} is not a feature draft (it reads no "
+                       "target layers); draft.kind 'load' trains other saved drafts")
+    return model
   if d.kind == "feature":
     return sj.feature_draft(target, key, feature_layers=tuple(d.feature_layers) or None,
                             vocab_ids=ids, d_ff=d.d_ff or None)

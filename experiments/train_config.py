@@ -37,7 +37,7 @@ def check(cfg):
   field; returns the data mixture."""
   common.check_ints(cfg, seed=0, target_seed=0, steps=1, ckpt_every=1, keep=1, log_every=1)
   common.check_ints(cfg, "data", seq_len=2, batch_size=1, limit_bytes=0, prefix_len=1,
-                    max_shards=0)
+                    max_shards=0, join=1)
   if cfg.data.prefix_len >= cfg.data.seq_len:
     raise ValueError(f"config.data.prefix_len ({cfg.data.prefix_len}) must be < config.data."
                      f"seq_len ({cfg.data.seq_len}): a generated continuation follows it")

@@ -195,29 +195,53 @@ def load_examples(workdir: str, samplings: Optional[Sequence[str]] = None,
 def window(example: Example, seq_len: int, pad_id: int = 0) -> Dict[str, np.ndarray]:
   """{tokens_T, mask_T}: the example cut to seq_len (a long prompt loses its start first) and
   padded; mask_T marks the reply tokens, the positions a draft is trained to predict."""
-  n = len(example.tokens)
-  start = max(0, min(example.prompt_len - 1, n - seq_len))
-  toks = example.tokens[start:start + seq_len]
+  return joined_window([example], seq_len, pad_id)
+
+
+def joined_window(examples: Sequence[Example], seq_len: int,
+                  pad_id: int = 0) -> Dict[str, np.ndarray]:
+  """`window` of examples placed one after another, as one conversation: the earlier
+  exchanges are the last one's context (long contexts, as a 1-shot prompt gives, that single
+  replies rarely reach). The start is cut first, but never past the last prompt's final
+  token; mask_T marks the reply tokens of every exchange in the window. The draft's labels
+  are the target's distributions recomputed on the joined window, so they stay the target's.
+  """
+  tokens = np.concatenate([e.tokens for e in examples])
+  mask = np.zeros(len(tokens), bool)
+  off = 0
+  for e in examples:
+    mask[off + e.prompt_len:off + len(e.tokens)] = True
+    off += len(e.tokens)
+  last_reply = len(tokens) - len(examples[-1].tokens) + examples[-1].prompt_len
+  start = max(0, min(last_reply - 1, len(tokens) - seq_len))
+  toks = tokens[start:start + seq_len]
   tokens_T = np.full(seq_len, pad_id, np.int32)
   tokens_T[:len(toks)] = toks
   mask_T = np.zeros(seq_len, bool)
-  mask_T[example.prompt_len - start:len(toks)] = True
+  mask_T[:len(toks)] = mask[start:start + seq_len]
   return dict(tokens_T=tokens_T, mask_T=mask_T)
 
 
 class ReplyBatches:
   """Endless {tokens_BT, mask_BT} batches of reply windows through a Grain pipeline: shuffled
-  anew each epoch (by `seed`), cut to `seq_len`, batched. `state()` / `restore(state)` carry
-  the position through a checkpoint: a resumed run sees the same batches."""
+  anew each epoch (by `seed`), cut to `seq_len`, batched. `join` > 1: each window joins that
+  many consecutive (shuffled) examples as one conversation (`joined_window`).
+  `state()` / `restore(state)` carry the position through a checkpoint: a resumed run sees
+  the same batches."""
 
   def __init__(self, examples: Sequence[Example], seq_len: int, batch_size: int, seed: int,
-               pad_id: int = 0):
-    if not 0 < batch_size <= len(examples):
-      raise ValueError(f"ReplyBatches: batch_size {batch_size} must be in [1, {len(examples)}] "
-                       "(the example count)")
-    self.dataset = (grain.MapDataset.source(list(examples)).shuffle(seed=seed).repeat(None)
-                    .map(lambda ex: window(ex, seq_len, pad_id))
-                    .batch(batch_size, drop_remainder=True))
+               pad_id: int = 0, join: int = 1):
+    join = as_int("ReplyBatches join", join, 1)
+    if not 0 < batch_size * join <= len(examples):
+      raise ValueError(f"ReplyBatches: batch_size {batch_size} x join {join} must be in "
+                       f"[1, {len(examples)}] (the example count)")
+    ds = grain.MapDataset.source(list(examples)).shuffle(seed=seed).repeat(None)
+    if join == 1:
+      ds = ds.map(lambda ex: window(ex, seq_len, pad_id))
+    else:
+      ds = (ds.batch(join, drop_remainder=True, batch_fn=list)
+            .map(lambda exs: joined_window(exs, seq_len, pad_id)))
+    self.dataset = ds.batch(batch_size, drop_remainder=True)
     self.iterator = iter(self.dataset)
 
   def state(self) -> Dict:

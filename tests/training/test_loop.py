@@ -99,6 +99,20 @@ def test_tiny_feature_preset_trains_a_loadable_feature_draft(tmp_path):
   assert sj.load(str(tmp_path / "best")).config.feature_layers
 
 
+def test_a_saved_feature_draft_trains_on_from_its_weights(tmp_path):
+  cfg = train_configs.get_config("tiny_feature")
+  cfg.update_from_flattened_dict({"steps": 2, "eval.every": 2, "ttt.steps": 2})
+  train_exp.run(cfg, str(tmp_path / "a"), verbose=False)
+  saved = sj.load(str(tmp_path / "a" / "best"))
+  cfg.update_from_flattened_dict({"draft.path": str(tmp_path / "a" / "best"),
+                                  "optim.learning_rate": 1e-12, "optim.warmup_steps": 0})
+  out = train_exp.run(cfg, str(tmp_path / "b"), verbose=False)
+  assert out["step"] == 2
+  # Starts from the saved weights (a negligible learning rate leaves them where they were).
+  for a, b in zip(jax.tree.leaves(saved.params), jax.tree.leaves(out["params"])):
+    np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), atol=1e-6)
+
+
 def test_scratch_lm_preset_trains_on_real_code(tmp_path):
   """A Chinchilla-shaped model from scratch on the stdlib corpus, with its tokenizer's vocab."""
   cfg = train_configs.get_config("chinchilla_44m")

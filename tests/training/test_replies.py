@@ -89,6 +89,35 @@ def test_window_masks_the_reply_and_keeps_the_prompts_end():
   assert w["mask_T"].tolist() == [False] * 6 + [True] * 4 + [False] * 2
 
 
+def test_joined_window_puts_earlier_exchanges_before_the_last_and_masks_every_reply():
+  a = replies.Example(np.arange(1, 6, dtype=np.int32), prompt_len=2, sampling="greedy")
+  b = replies.Example(np.arange(11, 17, dtype=np.int32), prompt_len=3, sampling="greedy")
+  w = replies.joined_window([a, b], seq_len=12)
+  assert w["tokens_T"].tolist() == [1, 2, 3, 4, 5, 11, 12, 13, 14, 15, 16, 0]
+  assert w["mask_T"].tolist() == [0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0]
+  # Too long: the start goes first, down to the last prompt's final token.
+  w = replies.joined_window([a, b], seq_len=6)
+  assert w["tokens_T"].tolist() == [11, 12, 13, 14, 15, 16]
+  w = replies.joined_window([a, b], seq_len=3)
+  assert w["tokens_T"].tolist() == [13, 14, 15] and w["mask_T"].tolist() == [0, 1, 1]
+  # One example: exactly `window`.
+  for n in (3, 5, 8):
+    for k, v in replies.window(b, n).items():
+      np.testing.assert_array_equal(v, replies.joined_window([b], n)[k])
+
+
+def test_reply_batches_join_consecutive_examples():
+  exs = [replies.Example(np.full(4, i, np.int32), 2, "greedy") for i in range(8)]
+  one = replies.ReplyBatches(exs, seq_len=4, batch_size=2, seed=3)
+  two = replies.ReplyBatches(exs, seq_len=8, batch_size=2, seed=3, join=2)
+  order = [x for _ in range(2) for x in next(one)["tokens_BT"][:, 0].tolist()]
+  tokens_BT = next(two)["tokens_BT"]
+  # The same shuffled order, each window two of its examples one after another.
+  assert tokens_BT[:, ::4].tolist() == [order[0:2], order[2:4]]
+  with pytest.raises(ValueError, match="batch_size 3 x join 3"):
+    replies.ReplyBatches(exs, seq_len=8, batch_size=3, seed=3, join=3)
+
+
 def test_reply_batches_resume_from_their_state():
   exs = [replies.Example(np.full(5 + i, i, np.int32), 2, "greedy") for i in range(7)]
   a = replies.ReplyBatches(exs, seq_len=6, batch_size=3, seed=1)
