@@ -24,18 +24,19 @@ import specjax as sj
 from experiments import common
 from specjax import perf
 from specjax.decoding import autoregressive, drafters, speculative
+from specjax.decoding import sampling as sampling_lib
 
 
 def legacy_sample(key, probs_XV, sampling):
   """specjax's sampler before issue 17: `sum(cumsum(p) <= u)` over the whole vocab."""
-  if sampling.greedy:
-    return jnp.argmax(probs_XV, axis=-1).astype(jnp.int32)
-  V = probs_XV.shape[-1]
-  cdf_XV = jnp.cumsum(probs_XV.astype(jnp.float32), axis=-1)
-  u_X1 = jax.random.uniform(key, probs_XV.shape[:-1] + (1,)) * cdf_XV[..., -1:]
-  idx_X = jnp.sum(cdf_XV <= u_X1, axis=-1)
-  last_X = V - 1 - jnp.argmax(jnp.flip(probs_XV > 0, axis=-1), axis=-1)
-  return jnp.minimum(idx_X, last_X).astype(jnp.int32)
+  def draw(probs_XV):
+    V = probs_XV.shape[-1]
+    cdf_XV = jnp.cumsum(probs_XV.astype(jnp.float32), axis=-1)
+    u_X1 = jax.random.uniform(key, probs_XV.shape[:-1] + (1,)) * cdf_XV[..., -1:]
+    idx_X = jnp.sum(cdf_XV <= u_X1, axis=-1)
+    last_X = V - 1 - jnp.argmax(jnp.flip(probs_XV > 0, axis=-1), axis=-1)
+    return jnp.minimum(idx_X, last_X).astype(jnp.int32)
+  return sampling_lib.if_greedy(sampling, sampling_lib.argmax, draw, probs_XV)
 
 
 SAMPLERS = {"legacy": legacy_sample, "new": sj.sample}

@@ -96,11 +96,17 @@ def warp(logits_XV: jax.Array, sampling: SamplingLike) -> jax.Array:
   greedy, when the maximum is unique). A huge T gives a near-uniform row.
   The most likely token(s) always survive top-k and top-p.
   """
-  logits = logits_XV.astype(jnp.float32)
+  return if_greedy(sampling, _one_hot_argmax, lambda x: _tempered(x, sampling),
+                   logits_XV.astype(jnp.float32))
+
+
+def if_greedy(sampling: SamplingLike, greedy_fn, sampled_fn, x):
+  """greedy_fn(x) if `sampling` is greedy, else sampled_fn(x): a Python branch for a
+  `Sampling`, a `lax.cond` on the traced temperature (one branch runs) for a `TracedSampling`.
+  Every sampler that branches on greedy goes through here."""
   if isinstance(sampling, TracedSampling):
-    return jax.lax.cond(sampling.greedy, _one_hot_argmax,
-                        lambda x: _tempered(x, sampling), logits)
-  return _one_hot_argmax(logits) if sampling.greedy else _tempered(logits, sampling)
+    return jax.lax.cond(sampling.greedy, greedy_fn, sampled_fn, x)
+  return greedy_fn(x) if sampling.greedy else sampled_fn(x)
 
 
 def _one_hot_argmax(logits_XV):
@@ -178,11 +184,13 @@ def sample(key: jax.Array, probs_XV: jax.Array, sampling: SamplingLike) -> jax.A
   - it is cheaper: block sums are one pass, the scans are short (Gumbel-max
     needs 49k random numbers per draw, ~100x the cost).
   """
-  argmax = lambda p: jnp.argmax(p, axis=-1).astype(jnp.int32)
   draw = lambda p: _sample_from_uniforms(jax.random.uniform(key, p.shape[:-1] + (2,)), p)
-  if isinstance(sampling, TracedSampling):
-    return jax.lax.cond(sampling.greedy, argmax, draw, probs_XV)
-  return argmax(probs_XV) if sampling.greedy else draw(probs_XV)
+  return if_greedy(sampling, argmax, draw, probs_XV)
+
+
+def argmax(probs_XV):
+  """The greedy pick: the first index of the maximum, int32."""
+  return jnp.argmax(probs_XV, axis=-1).astype(jnp.int32)
 
 
 def _blocks(probs_XV):
