@@ -101,16 +101,21 @@ def warp(logits_XV: jax.Array, sampling: SamplingLike) -> jax.Array:
 
 
 def if_greedy(sampling: SamplingLike, greedy_fn, sampled_fn, x):
-  """greedy_fn(x) if `sampling` is greedy, else sampled_fn(x): a Python branch for a
-  `Sampling`, a `lax.cond` on the traced temperature (one branch runs) for a `TracedSampling`.
-  Every sampler that branches on greedy goes through here."""
-  if isinstance(sampling, TracedSampling):
-    return jax.lax.cond(sampling.greedy, greedy_fn, sampled_fn, x)
-  return greedy_fn(x) if sampling.greedy else sampled_fn(x)
+  """greedy_fn(x) if `sampling` is greedy, else sampled_fn(x) (`_branch`). Every sampler
+  that branches on greedy goes through here."""
+  return _branch(sampling.greedy, greedy_fn, sampled_fn, x)
+
+
+def _branch(flag, true_fn, false_fn, x):
+  """A Python branch on a `Sampling`'s bool, a `lax.cond` (one branch runs) on a
+  `TracedSampling`'s traced one."""
+  if isinstance(flag, bool):
+    return true_fn(x) if flag else false_fn(x)
+  return jax.lax.cond(flag, true_fn, false_fn, x)
 
 
 def _one_hot_argmax(logits_XV):
-  return jax.nn.one_hot(jnp.argmax(logits_XV, axis=-1), logits_XV.shape[-1], dtype=jnp.float32)
+  return jax.nn.one_hot(argmax(logits_XV), logits_XV.shape[-1], dtype=jnp.float32)
 
 
 def _tempered(logits, sampling: SamplingLike):
@@ -123,10 +128,7 @@ def _tempered(logits, sampling: SamplingLike):
     kth = jax.lax.top_k(logits, sampling.top_k)[0][..., -1:]
     logits = jnp.where(logits >= kth, logits, -jnp.inf)
   probs = jax.nn.softmax(logits, axis=-1)
-  if isinstance(sampling, TracedSampling):
-    return jax.lax.cond(sampling.nucleus, lambda p: _nucleus(p, sampling.top_p), lambda p: p,
-                        probs)
-  return _nucleus(probs, sampling.top_p) if sampling.nucleus else probs
+  return _branch(sampling.nucleus, lambda p: _nucleus(p, sampling.top_p), lambda p: p, probs)
 
 
 def _nucleus(probs_XV, top_p):
