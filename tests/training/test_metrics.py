@@ -1,3 +1,4 @@
+import itertools
 import os
 import re
 import socket
@@ -36,7 +37,10 @@ def test_scalars_round_trip(tmp_path):
   assert read_scalars(str(tmp_path)) == got  # a directory reads its event files
 
 
-def test_writers_in_the_same_second_keep_their_own_files(tmp_path):
+def test_writers_in_the_same_second_keep_their_own_files(tmp_path, monkeypatch):
+  # Serials 9 and 10, as in a full test run where earlier tests made writers: their files must
+  # still be read in the order they were written.
+  monkeypatch.setattr(metrics, "_WRITER_SERIALS", itertools.count(9))
   for step in (1, 2):  # a run, then the same run resumed at once in this process
     with metrics.SummaryWriter(str(tmp_path)) as w:
       w.scalars({"loss": step / 4}, step=step)
