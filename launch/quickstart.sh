@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on its embedded default: installs specjax (with the eval sets) into .venv and
 # reproduces Chen et al.'s Table 1 / Figure 1 in miniature with the real SmolLM2-135M-Instruct
-# on CPU: ArS vs SpS (the shipped feature draft and prompt lookup) on 2 ACLSum papers and 2
-# HumanEval problems, greedy and nucleus, plus a K sweep (configs/table1.py:quick).
+# on CPU: ArS vs SpS (the shipped feature draft and prompt lookup) on 1 ACLSum paper and 1
+# HumanEval problem, greedy and nucleus, plus a K sweep (configs/table1.py:quick).
 # Outputs go to $WORKDIR (default runs/table1_quick); extra arguments go to the experiment,
 # e.g. --config.k=3. Re-running resumes (finished generations are kept).
 set -euo pipefail
