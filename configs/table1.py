@@ -73,16 +73,18 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     cfg.cost_context = 256
     cfg.pad_multiple = 640   # one prompt width for both tasks
   elif arg == "test":  # CI: every output file on a 2-example subset
+    # As in quick, one max_new_tokens and one prompt width, and the sweep's K is cfg.k: every
+    # generation of one sampling form shares its programs.
     cfg.drafters = ("smollm2-135m-eagle", "lookup:3")
     cfg.summarization.num_examples = 2
-    cfg.summarization.max_new_tokens = 24
+    cfg.summarization.max_new_tokens = 32
     cfg.code.num_examples = 2
-    cfg.code.max_new_tokens = 48
+    cfg.code.max_new_tokens = 32
     cfg.code.pass_at = (1, 2)
     cfg.code.samples.nucleus = 2
-    cfg.sweep.ks = (0, 2)
+    cfg.sweep.ks = (0, 4)
     cfg.sweep.prompts = 2
-    cfg.sweep.new_tokens = 16
+    cfg.sweep.new_tokens = 32
     cfg.cost_repeats = 1
     cfg.cost_context = 256
     cfg.pad_multiple = 640

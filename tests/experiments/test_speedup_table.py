@@ -137,13 +137,13 @@ def test_report_only_reports_the_finished_examples_and_generates_nothing(finishe
     os.remove(os.path.join(copy, name))
   records = os.path.join(copy, "records")
   # A run stopped mid-way: one method lacks problem 1's second sample, a line was cut short,
-  # and the sweep's prompt 1 lacks K=2.
+  # and the sweep's prompt 1 lacks K=4.
   _drop(os.path.join(records, "code.nucleus.jsonl"),
         lambda r: not (r["method"] == "SpS[lookup:3]" and r["items"] == [[1, 1]]))
   with open(os.path.join(records, "code.nucleus.jsonl"), "a") as f:
     f.write('{"method": "SpS[lookup:3]", "items": [[1, 1]], "seco')
   _drop(os.path.join(records, "sweep.jsonl"),
-        lambda r: (r["method"], r["items"]) != ("K=2", [[1, 0]]))
+        lambda r: (r["method"], r["items"]) != ("K=4", [[1, 0]]))
   before = _records(copy)
   proc = _run(copy, "--report_only")
   assert proc.returncode == 0, proc.stderr[-3000:]
