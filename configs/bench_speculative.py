@@ -31,6 +31,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   cfg.heldout_from = ""
   cfg.heldout_prompts = 4
   cfg.max_prompt_tokens = 384
+  # > 0: each held-out prompt after that many whole exchanges (prompt + reply) of the workdir's
+  # first shard, as one conversation: long contexts, as Table 1's 1-shot prompts.
+  cfg.context_exchanges = 0
   cfg.pad_multiple = 128     # prompt widths compiled
 
   if arg == "tiny":

@@ -22,6 +22,7 @@ share of SpS's time. `--config.adaptive_k=True` adds a row per draft with adapti
 `--config.heldout_from=DIR` (a make_replies workdir) runs `heldout_prompts` of its held-out
 chat prompts instead of the one `prompt`, each at batch 1, one after the other: ms/token and
 acceptance are over all of them (histograms summed), and greedy SpS must equal ArS on each.
+`--config.context_exchanges=N` puts N exchanges of its first shard before each (long contexts).
 """
 import json
 
@@ -37,7 +38,9 @@ from specjax.training import replies
 def check_config(cfg) -> None:
   """Every config error, raised before a model loads."""
   common.check_ints(cfg, k=1, new_tokens=1, repeats=1, rounds=1, heldout_prompts=1,
-                    max_prompt_tokens=1, pad_multiple=1)
+                    max_prompt_tokens=1, pad_multiple=1, context_exchanges=0)
+  if cfg.context_exchanges and not cfg.heldout_from:
+    raise ValueError("config.context_exchanges needs config.heldout_from (its exchanges)")
   common.check_model(cfg, "target")
   common.check_names(cfg, "drafts", "drafters")
   common.check_drafter(cfg, "drafts")
@@ -85,7 +88,11 @@ def _prompts(cfg, target):
       raise ValueError("config.heldout_from needs a target with a tokenizer (a real model)")
     groups = replies.heldout_prompts(cfg.heldout_from, target.tokenizer, cfg.heldout_prompts,
                                      cfg.max_prompt_tokens)
-    return [p for g in groups.values() for p in g]
+    prompts = [p for g in groups.values() for p in g]
+    if cfg.context_exchanges:
+      examples = replies.load_examples(cfg.heldout_from, max_shards=1)
+      prompts = replies.with_context(prompts, examples, cfg.context_exchanges)
+    return prompts
   if target.tokenizer is not None and cfg.prompt:
     return [target.tokenizer.encode(cfg.prompt)]
   return [np.random.default_rng(0).integers(0, target.config.vocab_size, 24).tolist()]

@@ -158,6 +158,19 @@ def heldout_prompts(workdir: str, tokenizer, n: int, max_tokens: int) -> Dict[st
   return out
 
 
+def with_context(prompts: Sequence[Sequence[int]], examples: Sequence["Example"],
+                 n: int) -> List[List[int]]:
+  """Each prompt after `n` whole exchanges (prompt + reply) of `examples` as one conversation,
+  as `joined_window` joins them for training: prompt i after examples i*n .. i*n + n - 1.
+  Long contexts for acceptance, from held-out prompts."""
+  n = as_int("context exchanges", n, 0)
+  if n * len(prompts) > len(examples):
+    raise ValueError(f"{len(prompts)} prompts x {n} exchanges of context need "
+                     f"{n * len(prompts)} examples; {len(examples)} given")
+  return [[int(t) for e in examples[i * n:(i + 1) * n] for t in e.tokens] + list(p)
+          for i, p in enumerate(prompts)]
+
+
 @dataclasses.dataclass(frozen=True)
 class Example:
   tokens: np.ndarray  # int32, prompt then reply

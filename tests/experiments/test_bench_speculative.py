@@ -44,7 +44,9 @@ def test_tiny_run_prints_the_table_and_writes_the_json(tmp_path):
 @pytest.mark.parametrize("field,value,match", [
     ("k", 0, "config.k"), ("rounds", -1, "config.rounds"), ("drafts", (), "config.drafts"),
     ("drafts", ("self:1", "self:1"), "duplicates"), ("drafts", ("lookup:0",), "lookup:N"),
-    ("sampling.temperature", -1.0, "config.sampling")])
+    ("sampling.temperature", -1.0, "config.sampling"),
+    ("context_exchanges", -1, "config.context_exchanges"),
+    ("context_exchanges", 1, "needs config.heldout_from")])
 def test_bad_config_refused_before_any_model_loads(monkeypatch, field, value, match):
   assert_refused_before_loading(monkeypatch, bench_speculative.main, presets.get_config("tiny"),
                                 field, value, match)

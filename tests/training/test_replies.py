@@ -131,3 +131,13 @@ def test_reply_batches_resume_from_their_state():
   assert [next(c)["tokens_BT"][:, 0].tolist() for _ in range(2)] == seen[1:]
   with pytest.raises(ValueError, match="batch_size 8"):
     replies.ReplyBatches(exs, seq_len=6, batch_size=8, seed=1)
+
+
+def test_with_context_puts_whole_exchanges_before_each_prompt():
+  exs = [replies.Example(np.arange(10 * i, 10 * i + 4, dtype=np.int32), 2, "greedy")
+         for i in range(4)]
+  assert replies.with_context([[7], [8, 9]], exs, 2) == [[0, 1, 2, 3, 10, 11, 12, 13, 7],
+                                                          [20, 21, 22, 23, 30, 31, 32, 33, 8, 9]]
+  assert replies.with_context([[7]], exs, 0) == [[7]]
+  with pytest.raises(ValueError, match="need 6 examples; 4 given"):
+    replies.with_context([[7], [8], [9]], exs, 2)
